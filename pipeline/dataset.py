@@ -11,12 +11,19 @@ Layout (per language, ``ROOT/2019/<language>/``; languages: ``english``, ``surpr
 
 Extras that only the demo corpus has (the real data lacks them; every accessor returns None):
 
-    alignments/<split>/<utt>.phn         ``onset offset PHONE`` lines (seconds, CMU 39 + SIL)
-    transcripts.tsv                      ``<split>/<utt><TAB>text``
+    alignments/<split>/<utt>.phn         ``onset offset PHONE [raw]`` lines (seconds, CMU 39 + SIL;
+                                         contiguous from 0 to the wav's duration), for every wav
+                                         (excerpts and references included)
+    transcripts.tsv                      ``<split>/<utt><TAB>text`` (every wav but the excerpts)
     reference/<V00x>_<id>.wav            the synthesis sentence rendered in the target voice
-    abx/test.item                        ABX items, one per excerpt file (whole-file items)
+    abx/test.item                        ABX items, one per excerpt file: onset/offset = the
+                                         central phone's span inside the excerpt (seconds)
     abx/test_long.item                   the same phones as spans inside the long test utterances
     lists/{required,embedding,bitrate}_filelist.txt   official-format file lists
+    ../../manifest.json                  (ROOT/manifest.json) generator version, scale, counts
+
+Demo test/ holds long utterances (the bitrate list, synthesis sources) and short excerpts, each an
+exact sample slice of a long utterance spanning a triphone (``pipeline/corpus_abx.py``).
 
 Speaker = file-name prefix before the first ``_``. Speaker ids are the sorted training speakers.
 """
