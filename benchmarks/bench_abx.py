@@ -1,0 +1,122 @@
+#!/usr/bin/env python
+"""ABX engine speed: the three distances on the demo item set and on an English-size task.
+
+* demo: the demo corpus's excerpt items (data/corpus) with 80-dim log-mel at 100 Hz (the
+  heaviest features we score), or, without a demo corpus, a synthetic task of the same size;
+* english: ~13k items like the official English task (24 speakers, 39 phones, triphone
+  contexts), synthetic 64-dim code vectors at 50 Hz, 5-20 frames per item.
+Goal: all three distances on the demo items in < 60 s on 2 cores.
+
+Usage: python benchmarks/bench_abx.py [--jobs 2] [--repeats 3] [--english-items 13276] [--skip-english]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline import abx  # noqa: E402
+
+PHONES = [f"P{i:02d}" for i in range(39)]
+
+
+def synthetic_task(n_items: int, n_speakers: int, rng: np.random.Generator) -> abx.ItemTable:
+    """Items drawn like triphones of running speech: Zipf-distributed phones, random contexts."""
+    weights = 1.0 / np.arange(1, len(PHONES) + 1) ** 0.9
+    weights /= weights.sum()
+    draw = lambda: rng.choice(PHONES, n_items, p=weights)   # noqa: E731
+    speakers = np.array([f"S{i:03d}" for i in rng.integers(0, n_speakers, n_items)])
+    return abx.ItemTable(np.array([f"f{i}" for i in range(n_items)]), np.zeros(n_items), np.ones(n_items),
+                         draw(), draw(), draw(), speakers)
+
+
+def demo_items(root: Path):
+    """(ItemTable, per-item log-mel arrays) of the demo corpus, or None without one."""
+    try:
+        from models.logmel import FeatureSpec
+        from pipeline.dataset import Dataset
+        from pipeline.evaluate import baseline_features
+        ds = Dataset(root, "english")
+        items = abx.read_items(ds.item_file("excerpt"))
+    except Exception as exc:   # no demo corpus built yet
+        print(f"(no demo corpus at {root}: {exc})")
+        return None
+    utts = {u.utt_id: u for u in ds.utterances("test")}
+    feats = {stem: baseline_features(utts[stem].read(), FeatureSpec())["logmel"]
+             for stem in sorted(set(items.files.tolist()))}
+    return items, abx.item_features(items, feats, True)
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def bench(name: str, task: abx.Task, arrays: list[np.ndarray], repeats: int) -> list[float]:
+    pairs = sum(int(abx._needed_pairs(task.phone[b], task.speaker[b]).sum()) for b in task.blocks)
+    dim = arrays[0].shape[1]
+    frames = np.mean([len(a) for a in arrays])
+    print(f"\n{name}: {task.n_items_used} items in {len(task.blocks)} contexts, {pairs:,} distances per "
+          f"metric, {dim}-dim, {frames:.1f} frames/item")
+    print(f"{'distance':<12} {'median s':>9} {'ABX %':>8} {'triplets':>12} {'us/distance':>12}")
+    totals = []
+    for distance in abx.DISTANCES:
+        seconds, result = timed(lambda: abx.abx(task, arrays, distance), repeats)
+        totals.append(seconds)
+        print(f"{distance:<12} {seconds:>9.2f} {result.error:>8.2f} {result.n_triplets:>12,} "
+              f"{1e6 * seconds / max(1, pairs):>12.2f}")
+    print(f"{'all three':<12} {sum(totals):>9.2f}")
+    return totals
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=2, help="numba threads")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument("--demo", default="data/corpus", help="demo corpus root")
+    parser.add_argument("--english-items", type=int, default=13276)
+    parser.add_argument("--skip-english", action="store_true")
+    args = parser.parse_args()
+    abx.set_jobs(args.jobs)
+    rng = np.random.default_rng(0)
+
+    start = time.perf_counter()   # compile, or load numba's on-disk cache
+    n = 24
+    warm = abx.ItemTable(np.array([f"w{i}" for i in range(n)]), np.zeros(n), np.ones(n),
+                         np.array(["a", "b"] * (n // 2)), np.array(["x"] * n), np.array(["y"] * n),
+                         np.array(["s1", "s1", "s2", "s2"] * (n // 4)))
+    for distance in abx.DISTANCES:
+        abx.abx(abx.build_task(warm), [rng.random((5, 4)) for _ in range(n)], distance)
+    print(f"kernel warm-up (JIT compile or cache load): {time.perf_counter() - start:.1f} s; jobs={args.jobs}")
+
+    demo = demo_items(Path(args.demo))
+    if demo is not None:
+        items, arrays = demo
+        name = f"demo corpus ({args.demo}), log-mel 80-dim 100 Hz"
+    else:
+        items = synthetic_task(6700, 10, rng)
+        arrays = [rng.normal(size=(int(rng.integers(9, 40)), 80)) for _ in range(len(items))]
+        name = "synthetic demo-size task (6700 items, 10 speakers), 80-dim 100 Hz"
+    totals = bench(name, abx.build_task(items), arrays, args.repeats)
+    print(f"demo goal < 60 s for all three: {'met' if sum(totals) < 60 else 'NOT met'} ({sum(totals):.1f} s)")
+
+    if not args.skip_english:
+        items = synthetic_task(args.english_items, 24, rng)
+        codes = rng.normal(size=(512, 64))        # a 512-entry codebook of 64-dim vectors
+        arrays = [codes[rng.integers(0, 512, int(rng.integers(5, 21)))] for _ in range(len(items))]
+        bench(f"English-size task ({args.english_items} items, 24 speakers), 64-dim code vectors 50 Hz",
+              abx.build_task(items), arrays, 1)
+
+
+if __name__ == "__main__":
+    main()
