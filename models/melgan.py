@@ -1,0 +1,165 @@
+"""MelGAN (Kumar et al. 2019) for log-mel -> 16 kHz waveform, as pure tensor modules.
+
+Generator: kernel-7 input convolution, then one weight-normalised transposed convolution per
+upsampling ratio, each followed by dilated residual blocks; tanh output. The ratios must
+multiply to the feature hop, so F mel frames give exactly F * hop samples and sample
+``k * hop`` lines up with the start of frame k (the framing contract of ``models.logmel``).
+
+Discriminator: identical window discriminators on the waveform at successively average-pooled
+scales; each returns all its layer activations (the last one is the score map), which the
+feature-matching loss needs. ``max_channels`` caps the width so a small discriminator stays
+small (with the paper's 1024 cap even ndf 8 gives 5.5M parameters).
+
+Optional speaker conditioning: a learnt embedding broadcast over time and concatenated to
+the mel input (``n_speakers > 0``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm
+
+
+def _wn(module: nn.Module) -> nn.Module:
+    return weight_norm(module)
+
+
+class Pad(nn.Module):
+    """Reflection padding that falls back to replicate padding for inputs too short to reflect
+    (a 1-frame mel must still vocode to exactly one hop of audio)."""
+
+    def __init__(self, left: int, right: int | None = None):
+        super().__init__()
+        self.left, self.right = left, left if right is None else right
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mode = "reflect" if x.shape[-1] > max(self.left, self.right) else "replicate"
+        return F.pad(x, (self.left, self.right), mode=mode)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int, dilation: int):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.LeakyReLU(0.2),
+            Pad(dilation),
+            _wn(nn.Conv1d(channels, channels, kernel_size=3, dilation=dilation)),
+            nn.LeakyReLU(0.2),
+            _wn(nn.Conv1d(channels, channels, kernel_size=1)),
+        )
+        self.shortcut = _wn(nn.Conv1d(channels, channels, kernel_size=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(x) + self.block(x)
+
+
+def upsample_layer(channels_in: int, channels_out: int, ratio: int) -> nn.Module:
+    """Transposed convolution whose output is exactly ``ratio`` times its input (odd ratios too)."""
+    return _wn(nn.ConvTranspose1d(channels_in, channels_out, kernel_size=2 * ratio, stride=ratio,
+                                  padding=ratio // 2 + ratio % 2, output_padding=ratio % 2))
+
+
+class Generator(nn.Module):
+    """(batch, n_mels, frames) log-mel [+ speaker ids] -> (batch, frames * prod(ratios)) waveform."""
+
+    def __init__(self, n_mels: int = 80, ngf: int = 32, ratios: Sequence[int] = (5, 4, 4, 2),
+                 n_residual: int = 3, n_speakers: int = 0, speaker_dim: int = 16):
+        super().__init__()
+        self.ratios = tuple(int(r) for r in ratios)
+        self.hop = math.prod(self.ratios)
+        self.n_speakers = int(n_speakers)
+        self.speaker_embedding = nn.Embedding(n_speakers, speaker_dim) if n_speakers > 0 else None
+        channels = ngf * 2 ** len(self.ratios)
+        layers: list[nn.Module] = [Pad(3), _wn(nn.Conv1d(n_mels + (speaker_dim if n_speakers > 0 else 0),
+                                                         channels, kernel_size=7))]
+        for ratio in self.ratios:
+            layers += [nn.LeakyReLU(0.2), upsample_layer(channels, channels // 2, ratio)]
+            channels //= 2
+            layers += [ResidualBlock(channels, 3 ** j) for j in range(n_residual)]
+        layers += [nn.LeakyReLU(0.2), Pad(3), _wn(nn.Conv1d(channels, 1, kernel_size=7)), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, mel: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
+        if self.speaker_embedding is not None:
+            if speaker is None:
+                raise ValueError("this generator is speaker-conditioned: pass speaker ids")
+            emb = self.speaker_embedding(speaker.view(-1))[:, :, None].expand(-1, -1, mel.shape[-1])
+            mel = torch.cat([mel, emb.expand(mel.shape[0], -1, -1)], dim=1)
+        return self.net(mel).squeeze(1)
+
+
+class WindowDiscriminator(nn.Module):
+    """One scale: strided grouped convolutions producing a map of real/fake scores."""
+
+    def __init__(self, ndf: int = 16, n_layers: int = 4, downsample: int = 4, max_channels: int = 1024):
+        super().__init__()
+        layers = [nn.Sequential(Pad(7), _wn(nn.Conv1d(1, ndf, kernel_size=15)), nn.LeakyReLU(0.2))]
+        channels = ndf
+        for _ in range(n_layers):
+            prev, channels = channels, min(channels * downsample, max_channels)
+            groups = math.gcd(max(prev // 4, 1), channels)
+            layers.append(nn.Sequential(
+                _wn(nn.Conv1d(prev, channels, kernel_size=downsample * 10 + 1, stride=downsample,
+                              padding=downsample * 5, groups=groups)),
+                nn.LeakyReLU(0.2)))
+        prev, channels = channels, min(channels * 2, max_channels)
+        layers.append(nn.Sequential(_wn(nn.Conv1d(prev, channels, kernel_size=5, padding=2)), nn.LeakyReLU(0.2)))
+        layers.append(_wn(nn.Conv1d(channels, 1, kernel_size=3, padding=1)))
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, wav: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        x = wav
+        for layer in self.layers:
+            x = layer(x)
+            feats.append(x)
+        return feats
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """(batch, samples) -> one list of layer activations per scale (last entry = scores)."""
+
+    def __init__(self, scales: int = 3, ndf: int = 16, n_layers: int = 4, downsample: int = 4,
+                 max_channels: int = 1024):
+        super().__init__()
+        self.discriminators = nn.ModuleList(
+            WindowDiscriminator(ndf, n_layers, downsample, max_channels) for _ in range(scales))
+        self.pool = nn.AvgPool1d(4, stride=2, padding=1, count_include_pad=False)
+
+    def forward(self, wav: torch.Tensor) -> list[list[torch.Tensor]]:
+        x = wav.unsqueeze(1)
+        outputs = []
+        for i, disc in enumerate(self.discriminators):
+            if i:
+                x = self.pool(x)
+            outputs.append(disc(x))
+        return outputs
+
+
+def build_generator(cfg: dict, n_mels: int, n_speakers: int = 0) -> Generator:
+    """The generator described by a config's ``melgan.generator`` section."""
+    return Generator(n_mels=n_mels, ngf=int(cfg["ngf"]), ratios=cfg["ratios"], n_residual=int(cfg["n_residual"]),
+                     n_speakers=n_speakers, speaker_dim=int(cfg.get("speaker_dim", 16)))
+
+
+def build_discriminator(cfg: dict) -> MultiScaleDiscriminator:
+    """The discriminator described by a config's ``melgan.discriminator`` section."""
+    return MultiScaleDiscriminator(scales=int(cfg["scales"]), ndf=int(cfg["ndf"]), n_layers=int(cfg["layers"]),
+                                   downsample=int(cfg.get("downsample", 4)), max_channels=int(cfg["max_channels"]))
+
+
+def remove_weight_norm(model: nn.Module) -> nn.Module:
+    """Fold weight normalisation into plain weights (same outputs, faster inference)."""
+    for module in model.modules():
+        if parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,300 @@
+"""Train the MelGAN vocoder on the target voices (``zs2020 train-melgan``).
+
+Data: every target-voice utterance (``train/voice`` and, when present,
+``train/parallel/voice``) of the languages in ``--features``: its stored log-mel from
+``<language>.h5`` and its waveform read through the ``Dataset`` at the file's ``dataset_root``
+(peak-normalised by ``prepare_audio`` exactly as the features were). A batch is random aligned
+crops: mel frames [k, k + F) with samples [k * hop, (k + F) * hop).
+
+Schedule: ``warmup_steps`` generator-only steps on the spectral losses, then adversarial
+training (hinge + feature matching + spectral). A few utterances per voice are held out for
+validation (mel L1 of the vocoded whole utterance) and for the audio samples and spectrogram
+PNGs written under ``OUT/samples/`` at every checkpoint. Training resumes from
+``OUT/checkpoint.pt`` when config and data match, and is skipped when already finished.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from models.gan_losses import (MelL1Loss, MultiResolutionSTFTLoss, discriminator_hinge_loss,
+                               feature_matching_loss, generator_hinge_loss)
+from models.logmel import FeatureSpec
+from models.melgan import build_discriminator, build_generator, count_parameters
+from pipeline.audio import write_wav
+from pipeline.config import fingerprint, get, load_config
+from pipeline.dataset import Dataset
+from pipeline.errors import UserError
+from pipeline.features import open_feature_dir, prepare_audio
+from pipeline.io import atomic_path
+from pipeline.runtime import autocast, pick_device, seed_everything, set_threads
+from pipeline.training import TrainLoop
+from pipeline.train_vqvae import speaker_key
+
+KIND = "melgan"
+VOICE_SPLITS = ("train/voice", "train/parallel/voice")
+# Keys that may change without invalidating a run (more steps extends it; logging is cosmetic).
+_RESUMABLE_KEYS = ("steps", "checkpoint_every", "log_every", "validate_every", "num_samples", "sample_frames")
+
+
+@dataclass
+class VoiceUtterance:
+    key: str            # "<language>/<split>/<utt_id>"
+    speaker: str        # as the VQ-VAE names it (``train_vqvae.speaker_key``)
+    mel: np.ndarray     # (n_mels, frames) log10 mel, as stored by the features stage
+    audio: np.ndarray   # (frames * hop,) prepared waveform, zero-padded like LogMel pads it
+
+    @property
+    def frames(self) -> int:
+        return self.mel.shape[1]
+
+
+# ---------------------------------------------------------------------------------------- data
+def load_voice_data(features_dir: str | Path, languages: list[str] | None = None
+                    ) -> tuple[FeatureSpec, list[VoiceUtterance], list[str]]:
+    """The stored mels and prepared waveforms of every target-voice utterance, plus the
+    feature files' fingerprints (the data identity of a run)."""
+    stores = open_feature_dir(features_dir, languages=languages)
+    spec, items = stores[0].spec, []
+    try:
+        for store in stores:
+            dataset = Dataset(store.dataset_root, store.language)
+            for split in VOICE_SPLITS:
+                for utt in dataset.utterances(split, required=split == "train/voice"):
+                    mel = store.get(utt.key)
+                    audio = prepare_audio(utt.read(spec.sample_rate), spec)
+                    frames = mel.shape[1]
+                    if spec.num_frames(len(audio)) != frames:
+                        raise UserError(f"{store.path}: {utt.key} has {frames} frames but its audio has "
+                                        f"{len(audio)} samples: re-run `zs2020 features --force`")
+                    audio = np.pad(audio, (0, frames * spec.hop_length - len(audio)))
+                    items.append(VoiceUtterance(f"{store.language}/{utt.key}", speaker_key(store.language, utt.speaker),
+                                                mel, audio))
+        return spec, items, [store.fingerprint for store in stores]
+    finally:
+        for store in stores:
+            store.close()
+
+
+def split_heldout(items: list[VoiceUtterance], per_voice: int) -> tuple[list[VoiceUtterance], list[VoiceUtterance]]:
+    """Hold out the last ``per_voice`` utterances of each voice (never a voice's only one)."""
+    train, held = [], []
+    for speaker in sorted({u.speaker for u in items}):
+        mine = [u for u in items if u.speaker == speaker]
+        k = min(per_voice, len(mine) - 1)
+        train += mine[:len(mine) - k] if k > 0 else mine
+        held += mine[len(mine) - k:] if k > 0 else []
+    return train, held
+
+
+def random_crops(items: list[VoiceUtterance], speakers: dict[str, int], batch_size: int, segment_frames: int,
+                 hop: int, gen: torch.Generator, log_floor: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mel (B, n_mels, F), audio (B, F * hop), speaker ids (B,)); utterances drawn in
+    proportion to their length, crops aligned at frame boundaries."""
+    weights = torch.tensor([u.frames for u in items], dtype=torch.float64)
+    picks = torch.multinomial(weights, batch_size, replacement=True, generator=gen).tolist()
+    mels, wavs = [], []
+    for i in picks:
+        utt = items[i]
+        mel, audio = utt.mel, utt.audio
+        if utt.frames < segment_frames:  # pad short utterances with silence
+            short = segment_frames - utt.frames
+            mel = np.pad(mel, ((0, 0), (0, short)), constant_values=np.log10(log_floor))
+            audio = np.pad(audio, (0, short * hop))
+        start = int(torch.randint(0, mel.shape[1] - segment_frames + 1, (1,), generator=gen))
+        mels.append(mel[:, start:start + segment_frames])
+        wavs.append(audio[start * hop:(start + segment_frames) * hop])
+    ids = torch.tensor([speakers[items[i].speaker] for i in picks])
+    return torch.from_numpy(np.stack(mels)), torch.from_numpy(np.stack(wavs)), ids
+
+
+# ---------------------------------------------------------------------------------------- training
+class MelGANTrainer:
+    """Models, optimizers, losses and the per-step update (generator-only during warm-up)."""
+
+    def __init__(self, config: dict, spec: FeatureSpec, speakers: dict[str, int], device: torch.device):
+        cfg = config["melgan"]
+        self.cfg, self.spec, self.speakers, self.device = cfg, spec, speakers, device
+        self.amp = bool(get(config, "runtime.amp", False))
+        hop = int(np.prod(cfg["generator"]["ratios"]))
+        if hop != spec.hop_length:
+            raise UserError(f"melgan.generator.ratios multiply to {hop}, but the feature hop is {spec.hop_length}")
+        n_speakers = len(speakers) if cfg["speaker_conditioned"] else 0
+        self.generator = build_generator(cfg["generator"], spec.n_mels, n_speakers).to(device)
+        self.discriminator = build_discriminator(cfg["discriminator"]).to(device)
+        train = cfg["train"]
+        betas = tuple(float(b) for b in train["betas"])
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=float(train["lr_generator"]), betas=betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=float(train["lr_discriminator"]), betas=betas)
+        loss = cfg["loss"]
+        self.weights = {k: float(loss[k]) for k in ("mel", "stft", "adversarial", "feature_matching")}
+        self.mel_loss = MelL1Loss(spec).to(device)
+        self.stft_loss = MultiResolutionSTFTLoss(loss["stft_resolutions"]).to(device)
+        self.warmup = int(train["warmup_steps"])
+        # The generator-only warm-up tolerates (and profits from) a higher rate than GAN training.
+        self.lr_schedule = (float(train["lr_warmup"]), float(train["lr_generator"]))
+
+    def speaker_ids(self, ids: torch.Tensor) -> torch.Tensor | None:
+        return ids.to(self.device) if self.generator.n_speakers else None
+
+    def step(self, batch, step: int) -> dict:
+        mel, real, ids = (t.to(self.device) for t in batch)
+        w = self.weights
+        with autocast(self.device, self.amp):
+            fake = self.generator(mel, self.speaker_ids(ids)).float()
+        metrics = {}
+        adversarial = step >= self.warmup
+        for group in self.opt_g.param_groups:
+            group["lr"] = self.lr_schedule[adversarial]
+        if adversarial:
+            with autocast(self.device, self.amp):
+                real_out = self.discriminator(real)
+                fake_out = self.discriminator(fake.detach())
+            d_loss = discriminator_hinge_loss(real_out, fake_out).float()
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.opt_d.step()
+            metrics["d_loss"] = d_loss.item()
+        mel_l1 = self.mel_loss(fake, real)
+        g_loss = w["mel"] * mel_l1
+        metrics["mel_l1"] = mel_l1.item()
+        if w["stft"] > 0:
+            stft = self.stft_loss(fake, real)
+            g_loss = g_loss + w["stft"] * stft
+            metrics["stft"] = stft.item()
+        if adversarial:
+            with autocast(self.device, self.amp):
+                fake_out = self.discriminator(fake)
+            adv = generator_hinge_loss(fake_out).float()
+            fm = feature_matching_loss(real_out, fake_out).float()
+            g_loss = g_loss + w["adversarial"] * adv + w["feature_matching"] * fm
+            metrics.update(g_adv=adv.item(), feature_matching=fm.item())
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        metrics["g_loss"] = g_loss.item()
+        return metrics
+
+    @torch.no_grad()
+    def vocode(self, utt: VoiceUtterance, max_frames: int | None = None) -> np.ndarray:
+        mel = torch.from_numpy(utt.mel[:, :max_frames]).unsqueeze(0).to(self.device)
+        ids = torch.tensor([self.speakers[utt.speaker]])
+        return self.generator(mel, self.speaker_ids(ids))[0].float().cpu().numpy()
+
+    @torch.no_grad()
+    def validation_mel_l1(self, items: list[VoiceUtterance], max_frames: int) -> float:
+        """Mean L1 between each held-out utterance's stored mel and the mel of its vocoded audio."""
+        losses = []
+        for utt in items:
+            wav = torch.from_numpy(self.vocode(utt, max_frames)).to(self.device)
+            target = torch.from_numpy(utt.mel[:, :max_frames]).to(self.device)
+            losses.append(torch.nn.functional.l1_loss(self.mel_loss.logmel(wav)[0], target).item())
+        return float(np.mean(losses))
+
+
+def write_samples(trainer: MelGANTrainer, items: list[VoiceUtterance], out_dir: Path, step: int, max_frames: int) -> None:
+    """Vocoded wavs plus a PNG comparing real and regenerated log-mels, one pair per utterance."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    was_training = trainer.generator.training
+    trainer.generator.eval()
+    for utt in items:
+        name = f"step{step:06d}_{utt.key.replace('/', '_')}"
+        wav = trainer.vocode(utt, max_frames)
+        write_wav(out_dir / f"{name}.wav", wav, trainer.spec.sample_rate)
+        with torch.no_grad():
+            regenerated = trainer.mel_loss.logmel(torch.from_numpy(wav).to(trainer.device))[0].cpu().numpy()
+        fig, axes = plt.subplots(2, 1, figsize=(8, 4.5), sharex=True)
+        for ax, mel, title in zip(axes, (utt.mel[:, :max_frames], regenerated), ("input mel", f"vocoded, step {step}")):
+            ax.imshow(mel, origin="lower", aspect="auto", vmin=-5, vmax=max(1.0, float(mel.max())), cmap="magma")
+            ax.set_title(f"{utt.key}: {title}", fontsize=8)
+        axes[-1].set_xlabel("frame (10 ms)")
+        fig.tight_layout()
+        with atomic_path(out_dir / f"{name}.png") as tmp:
+            fig.savefig(tmp, dpi=80, format="png")
+        plt.close(fig)
+    trainer.generator.train(was_training)
+
+
+def run_fingerprint(config: dict, spec: FeatureSpec, data_ids: list[str]) -> str:
+    cfg = dict(config["melgan"])
+    cfg["train"] = {k: v for k, v in cfg["train"].items() if k not in _RESUMABLE_KEYS}
+    return fingerprint(KIND, cfg, spec.to_dict(), config.get("seed"), data_ids)
+
+
+def train(features_dir: str | Path, out_dir: str | Path, config: dict, force: bool = False,
+          progress: bool = True, log=print) -> Path:
+    """Train (or resume, or skip when finished) the vocoder; returns ``OUT/checkpoint.pt``."""
+    out_dir = Path(out_dir)
+    cfg = config["melgan"]
+    train_cfg = cfg["train"]
+    set_threads(int(get(config, "runtime.threads", 0)))
+    device = pick_device(str(get(config, "runtime.device", "auto")))
+    spec, items, data_ids = load_voice_data(features_dir, cfg.get("languages") or None)
+    speakers = {spk: i for i, spk in enumerate(sorted({u.speaker for u in items}))}
+    train_items, held = split_heldout(items, int(train_cfg["val_utterances"]))
+    seed = int(config.get("seed", 0))
+    seed_everything(seed)
+    trainer = MelGANTrainer(config, spec, speakers, device)
+    sample_items = (held or train_items)[:int(train_cfg["num_samples"])]
+    sample_frames = int(train_cfg["sample_frames"])
+    samples_dir = out_dir / "samples"
+    loop = TrainLoop(
+        run_dir=out_dir, kind=KIND, config=config, fingerprint=run_fingerprint(config, spec, data_ids),
+        models={"generator": trainer.generator, "discriminator": trainer.discriminator},
+        optimizers={"generator": trainer.opt_g, "discriminator": trainer.opt_d},
+        meta={"speakers": speakers, "speaker_conditioned": bool(cfg["speaker_conditioned"]),
+              "feature_spec": spec.to_dict(), "train_utterances": len(train_items),
+              "heldout": [u.key for u in held],
+              "parameters": {"generator": count_parameters(trainer.generator),
+                             "discriminator": count_parameters(trainer.discriminator)}},
+        seed=seed, total_steps=int(train_cfg["steps"]), checkpoint_every=int(train_cfg["checkpoint_every"]),
+        log_every=int(train_cfg["log_every"]), validate_every=int(train_cfg["validate_every"]),
+        on_checkpoint=lambda step: write_samples(trainer, sample_items, samples_dir, step, sample_frames),
+        plot_groups=[["mel_l1"], ["stft"], ["g_adv", "d_loss"], ["feature_matching"]])
+    if not force and loop.try_resume(log=log):
+        if loop.is_done():
+            log(f"{loop.checkpoint_path}: up to date ({loop.step} steps); use --force to retrain")
+            return loop.checkpoint_path
+        log(f"{loop.checkpoint_path}: resuming at step {loop.step}")
+    elif samples_dir.exists():
+        shutil.rmtree(samples_dir)  # samples of a previous, different run
+    segment = int(train_cfg["segment_frames"])
+    batch_size = int(train_cfg["batch_size"])
+
+    def batch_fn(step: int, gen: torch.Generator):
+        return random_crops(train_items, speakers, batch_size, segment, spec.hop_length, gen, spec.log_floor)
+
+    validate = (lambda: {"mel_l1": trainer.validation_mel_l1(held, sample_frames)}) if held else None
+    loop.fit(batch_fn, trainer.step, validate, progress=progress)
+    return loop.checkpoint_path
+
+
+# ---------------------------------------------------------------------------------------- CLI
+@click.command("train-melgan", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--features", "features_dir", required=True, type=click.Path(path_type=Path),
+              help="Features folder holding <language>.h5 (from `zs2020 features`); its dataset_root "
+                   "attribute locates the target voices' wavs.")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Output folder: checkpoint.pt, history.jsonl, curves.png and samples/.")
+@click.option("--config", "preset", default="demo", show_default=True,
+              help="Preset name (tiny, demo, full) or a YAML config file.")
+@click.option("--force", is_flag=True, help="Retrain from scratch even if a finished or resumable checkpoint exists.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.argument("overrides", nargs=-1)
+def train_melgan_command(features_dir, out_dir, preset, force, quiet, overrides):
+    """Train the MelGAN vocoder (log-mel -> 16 kHz wav) on the target voices.
+
+    OVERRIDES are KEY=VALUE config edits, e.g. melgan.train.steps=2000 runtime.threads=1.
+    Re-running resumes an interrupted run, or does nothing when it is finished.
+    """
+    config = load_config(preset, overrides)
+    path = train(features_dir, out_dir, config, force=force, progress=not quiet)
+    click.echo(f"MelGAN checkpoint: {path}")

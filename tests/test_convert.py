@@ -1,0 +1,128 @@
+"""Conversion: Griffin-Lim inversion on real corpus audio, then the trained tiny run end to end
+(batch conversion of synthesis.txt, single files, synthesis from units, unknown voices, CLI)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+
+from models.logmel import FeatureSpec
+from pipeline.dataset import Dataset
+from pipeline.errors import UserError
+from pipeline.features import logmel
+from tests.fixtures_melgan import conditioned_melgan  # noqa: F401 (fixture)
+
+SPEC = FeatureSpec()
+
+
+@pytest.fixture(scope="module")
+def converter(tiny_run):
+    from pipeline.convert import Converter
+    return Converter(tiny_run / "vqvae" / "checkpoint.pt", tiny_run / "melgan" / "checkpoint.pt")
+
+
+def test_griffinlim_inverts_a_real_mel_with_exact_length(tiny_corpus):
+    from pipeline.convert import GriffinLimVocoder
+    audio = Dataset(tiny_corpus).utterances("train/voice")[0].read()
+    mel = logmel(audio, SPEC)
+    vocoder = GriffinLimVocoder(SPEC)
+    wav = vocoder(torch.from_numpy(mel), "V001")
+    assert wav.shape == (mel.shape[1] * SPEC.hop_length,)
+    # frames line up with the source: shifting by half a hop makes the match clearly worse
+    error = np.abs(logmel(wav, SPEC) - mel)[:, 2:-2].mean()
+    shifted = np.abs(logmel(np.roll(wav, SPEC.hop_length // 2), SPEC) - mel)[:, 2:-2].mean()
+    noise = np.abs(logmel(np.random.default_rng(0).standard_normal(len(wav)).astype(np.float32), SPEC) - mel).mean()
+    assert error < 0.1 and error < shifted / 2 and error < noise / 10
+    for frames in (1, 2, 5):
+        assert vocoder(torch.from_numpy(mel[:, :frames]), "V001").shape == (frames * SPEC.hop_length,)
+
+
+def test_convert_synthesis_writes_one_wav_per_line(converter, tiny_corpus, tmp_path):
+    from pipeline.convert import convert_synthesis
+    dataset = Dataset(tiny_corpus)
+    lines = dataset.synthesis()
+    paths = convert_synthesis(dataset, tmp_path, converter, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(line.output_name for line in lines)
+    assert {line.voice for line in lines} == {"V001", "V002"}
+    for line, path in zip(lines, paths):
+        assert path.name == line.output_name
+        info = sf.info(str(path))
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+        assert info.frames == sf.info(str(line.source.path)).frames
+        audio, _ = sf.read(str(path))
+        assert np.isfinite(audio).all() and np.sqrt(np.mean(audio ** 2)) > 1e-3
+    # up-to-date outputs are skipped on request, rewritten otherwise
+    stamps = [p.stat().st_mtime_ns for p in paths]
+    convert_synthesis(dataset, tmp_path, converter, progress=False, skip_up_to_date=True)
+    assert [p.stat().st_mtime_ns for p in paths] == stamps
+
+
+def test_convert_keeps_length_and_normalises_loudness(converter, tiny_corpus):
+    audio = Dataset(tiny_corpus).utterances("test")[0].read()
+    for n in (len(audio), 161, 1601):
+        out = converter.convert(audio[:n], "V002")
+        assert out.shape == (n,) and out.dtype == np.float32
+    out = converter.convert(audio, "V001")
+    rms_db = 20 * np.log10(np.sqrt(np.mean(out ** 2)))
+    assert rms_db == pytest.approx(-23.0, abs=0.5) or np.abs(out).max() == pytest.approx(0.99, abs=1e-3)
+
+
+def test_synthesize_from_units(converter, tiny_corpus):
+    audio = Dataset(tiny_corpus).utterances("test")[0].read()
+    units = converter.vqvae.encode_audio(audio)
+    wav = converter.synthesize(units.top_ids, units.bottom_ids, "V001", units.num_frames)
+    assert wav.shape == (units.num_frames * SPEC.hop_length,)
+    other = converter.synthesize(units.top_ids, units.bottom_ids, "V002", units.num_frames)
+    assert not np.allclose(wav, other)
+
+
+def test_unknown_target_voice_is_one_clear_error(converter, conditioned_melgan, tiny_run):
+    from pipeline.convert import Converter
+    with pytest.raises(UserError, match="unknown target voice 'V999'.*VQ-VAE.*V001, V002"):
+        converter.convert(np.ones(800, np.float32) * 0.1, "V999")
+    # a conditioned vocoder only speaks its own voices, even where the VQ-VAE knows the speaker
+    conditioned = Converter(tiny_run / "vqvae" / "checkpoint.pt", conditioned_melgan)
+    assert conditioned.voices == ["V001", "V002"]
+    assert "S001" in converter.voices
+    with pytest.raises(UserError, match="'S001'.*MelGAN vocoder"):
+        conditioned.convert(np.ones(800, np.float32) * 0.1, "S001")
+    with pytest.raises(UserError, match="needs a MelGAN checkpoint"):
+        Converter(tiny_run / "vqvae" / "checkpoint.pt", None)
+
+
+def test_cli_single_file_griffinlim_and_errors(tiny_run, tiny_corpus, tmp_path):
+    from pipeline.cli import main
+    runner = CliRunner()
+    help_text = runner.invoke(main, ["convert", "--help"]).output
+    for option in ("--run", "--vqvae", "--melgan", "--vocoder", "--source", "--target", "--dataset",
+                   "--language", "--out", "--device", "--threads", "--force", "--quiet"):
+        assert option in help_text
+    source = Dataset(tiny_corpus).utterances("test")[0].path
+    for vocoder in ("melgan", "griffinlim"):
+        out = tmp_path / f"{vocoder}.wav"
+        result = runner.invoke(main, ["convert", "--run", str(tiny_run), "--vocoder", vocoder, "--source", str(source),
+                                      "--target", "V002", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert sf.info(str(out)).frames == sf.info(str(source)).frames
+    bad = tmp_path / "bad.wav"
+    result = runner.invoke(main, ["convert", "--run", str(tiny_run), "--source", str(source), "--target", "V999",
+                                  "--out", str(bad)])
+    assert result.exit_code == 1 and result.output.startswith("Error: unknown target voice")
+    assert result.output.count("\n") == 1 and not bad.exists()
+    result = runner.invoke(main, ["convert", "--run", str(tiny_run), "--source", str(source), "--dataset",
+                                  str(tiny_corpus), "--out", str(bad)])
+    assert result.exit_code == 1 and "exactly one of" in result.output
+    result = runner.invoke(main, ["convert", "--run", str(tmp_path), "--source", str(source), "--target", "V001",
+                                  "--out", str(bad)])
+    assert result.exit_code == 1 and "no such checkpoint" in result.output and not bad.exists()
+
+
+def test_cli_dataset_mode(tiny_run, tiny_corpus, tmp_path):
+    from pipeline.cli import main
+    out = tmp_path / "converted"
+    result = CliRunner().invoke(main, ["convert", "--run", str(tiny_run), "--dataset", str(tiny_corpus),
+                                       "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.glob("*.wav")) == sorted(l.output_name for l in Dataset(tiny_corpus).synthesis())

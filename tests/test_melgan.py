@@ -1,0 +1,202 @@
+"""MelGAN: shape contracts of the modules, the losses on hand-checkable inputs, then training
+on the tiny corpus (loss falls, samples written, exact resume, up-to-date skip, CLI errors)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+
+from models.gan_losses import (MelL1Loss, MultiResolutionSTFTLoss, discriminator_hinge_loss,
+                               feature_matching_loss, generator_hinge_loss)
+from models.logmel import FeatureSpec
+from models.melgan import Generator, MultiScaleDiscriminator, count_parameters, remove_weight_norm
+from pipeline.checkpoint import load_checkpoint
+from pipeline.errors import UserError
+from tests.fixtures_melgan import conditioned_melgan, short_config  # noqa: F401 (fixture)
+
+
+# ---------------------------------------------------------------------------- modules
+@pytest.mark.parametrize("ratios", [(5, 4, 4, 2), (8, 5, 2, 2)])
+def test_generator_output_is_exactly_frames_times_hop(ratios):
+    torch.manual_seed(0)
+    gen = Generator(n_mels=80, ngf=4, ratios=ratios, n_residual=2)
+    assert gen.hop == 160
+    for frames in (1, 2, 3, 4, 7, 16, 33):
+        with torch.no_grad():
+            wav = gen(torch.randn(2, 80, frames))
+        assert wav.shape == (2, frames * 160)
+        assert torch.all(wav.abs() <= 1) and torch.isfinite(wav).all()
+
+
+def test_removing_weight_norm_keeps_outputs():
+    torch.manual_seed(0)
+    gen = Generator(ngf=4, n_residual=1).eval()
+    mel = torch.randn(1, 80, 9)
+    with torch.no_grad():
+        before = gen(mel)
+        after = remove_weight_norm(gen)(mel)
+    assert torch.allclose(before, after, atol=1e-5)
+    assert not any("parametrizations" in k for k in gen.state_dict())
+
+
+def test_speaker_conditioned_generator_uses_the_speaker():
+    torch.manual_seed(0)
+    gen = Generator(ngf=4, n_residual=1, n_speakers=2, speaker_dim=8)
+    mel = torch.randn(1, 80, 6).expand(2, -1, -1)
+    with torch.no_grad():
+        wav = gen(mel, torch.tensor([0, 1]))
+    assert wav.shape == (2, 960) and not torch.allclose(wav[0], wav[1])
+    with pytest.raises(ValueError):
+        gen(mel)
+
+
+def test_discriminator_scales_layers_and_channel_cap():
+    disc = MultiScaleDiscriminator(scales=3, ndf=8, n_layers=3, downsample=4, max_channels=64)
+    outs = disc(torch.randn(2, 4000))
+    assert len(outs) == 3
+    for scale, feats in enumerate(outs):
+        assert len(feats) == 3 + 3   # input conv, 3 strided, kernel-5 conv, score map
+        assert max(f.shape[1] for f in feats) <= 64
+        assert feats[-1].shape[1] == 1
+        assert feats[0].shape[-1] == math.ceil(4000 / 2 ** scale)
+    capped = MultiScaleDiscriminator(scales=3, ndf=8, n_layers=3, downsample=4, max_channels=1024)
+    assert count_parameters(disc) < count_parameters(capped) / 4
+
+
+# ---------------------------------------------------------------------------- losses
+def score(value: float, shape=(2, 1, 5)) -> list[torch.Tensor]:
+    return [torch.full(shape, 0.0), torch.full(shape, value)]   # [hidden layer, score map]
+
+
+def test_hinge_losses_by_hand():
+    # D(real) = 1 and D(fake) = -1 is a perfect discriminator: zero hinge loss at each scale.
+    assert discriminator_hinge_loss([score(1.0)] * 2, [score(-1.0)] * 2).item() == 0.0
+    # D(real) = 0, D(fake) = 0.5: (1 - 0) + (1 + 0.5) = 2.5 per scale, 2 scales.
+    assert discriminator_hinge_loss([score(0.0)] * 2, [score(0.5)] * 2).item() == pytest.approx(5.0)
+    assert generator_hinge_loss([score(0.5), score(-1.5)]).item() == pytest.approx(1.0)
+
+
+def test_feature_matching_ignores_score_maps():
+    real = [[torch.zeros(1, 2, 3), torch.ones(1, 1, 3)]]
+    fake = [[torch.full((1, 2, 3), 0.5), torch.full((1, 1, 3), 9.0)]]
+    assert feature_matching_loss(real, fake).item() == pytest.approx(0.5)
+
+
+def test_spectral_losses_zero_for_identical_audio_and_grow_with_noise():
+    torch.manual_seed(0)
+    t = torch.arange(4000) / 16000
+    clean = (0.5 * torch.sin(2 * math.pi * 220 * t)).unsqueeze(0)
+    mel, stft = MelL1Loss(FeatureSpec()), MultiResolutionSTFTLoss()
+    assert mel(clean, clean).item() == 0.0 and stft(clean, clean).item() < 1e-6
+    small, large = clean + 0.01 * torch.randn_like(clean), clean + 0.3 * torch.randn_like(clean)
+    assert 0 < mel(small, clean) < mel(large, clean)
+    assert 0 < stft(small, clean) < stft(large, clean)
+
+
+# ---------------------------------------------------------------------------- training
+def test_tiny_training_lowers_the_spectral_loss_and_writes_samples(tiny_melgan, tiny_config):
+    ckpt = load_checkpoint(tiny_melgan, kind="melgan")
+    train_cfg = tiny_config["melgan"]["train"]
+    assert ckpt["step"] == train_cfg["steps"]
+    history = ckpt["history"]
+    assert history[-1]["mel_l1"] < history[0]["mel_l1"]
+    validated = [r["val_mel_l1"] for r in history if "val_mel_l1" in r]
+    assert len(validated) >= 2 and validated[-1] < validated[0]
+    # the discriminator only joins after the generator-only warm-up
+    assert all("d_loss" not in r for r in history if r["step"] <= train_cfg["warmup_steps"])
+    assert any("d_loss" in r and "feature_matching" in r for r in history if r["step"] > train_cfg["warmup_steps"])
+    assert ckpt["meta"]["speakers"] == {"V001": 0, "V002": 1}
+    assert ckpt["meta"]["speaker_conditioned"] is False
+    wavs = sorted((tiny_melgan.parent / "samples").glob("*.wav"))
+    pngs = sorted((tiny_melgan.parent / "samples").glob("*.png"))
+    assert len(wavs) == len(pngs) == train_cfg["num_samples"]
+    info = sf.info(str(wavs[0]))
+    assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+    assert (tiny_melgan.parent / "curves.png").is_file()
+    rows = [json.loads(line) for line in (tiny_melgan.parent / "history.jsonl").read_text().splitlines()]
+    assert rows == history
+
+
+def test_resumed_training_equals_uninterrupted(tiny_features, tiny_config, tmp_path):
+    from pipeline.train_melgan import train
+    straight = train(tiny_features, tmp_path / "a", short_config(tiny_config, 4), progress=False)
+    train(tiny_features, tmp_path / "b", short_config(tiny_config, 2), progress=False)
+    logs = []
+    resumed = train(tiny_features, tmp_path / "b", short_config(tiny_config, 4), progress=False, log=logs.append)
+    assert any("resuming at step 2" in line for line in logs)
+    a, b = load_checkpoint(straight), load_checkpoint(resumed)
+    assert b["step"] == 4 and [r["step"] for r in b["history"]] == [1, 2, 3, 4]
+    for name in ("generator", "discriminator"):
+        for key, value in a["models"][name].items():
+            assert torch.equal(value, b["models"][name][key]), (name, key)
+
+
+def test_finished_run_is_skipped_and_force_retrains(tiny_features, tiny_config, tmp_path):
+    from pipeline.train_melgan import train
+    config = short_config(tiny_config, 1)
+    path = train(tiny_features, tmp_path, config, progress=False)
+    stamp = path.stat().st_mtime_ns
+    logs = []
+    train(tiny_features, tmp_path, config, progress=False, log=logs.append)
+    assert path.stat().st_mtime_ns == stamp and "up to date" in logs[0]
+    # another config is another run: trains from scratch instead of resuming
+    other = short_config(tiny_config, 1, "melgan.loss.mel=10.0")
+    train(tiny_features, tmp_path, other, progress=False, log=logs.append)
+    assert path.stat().st_mtime_ns != stamp and "from scratch" in logs[-1]
+    stamp = path.stat().st_mtime_ns
+    train(tiny_features, tmp_path, other, force=True, progress=False)
+    assert path.stat().st_mtime_ns != stamp and load_checkpoint(path)["step"] == 1
+
+
+def test_conditioned_vocoder_records_its_voices(conditioned_melgan):
+    ckpt = load_checkpoint(conditioned_melgan, kind="melgan")
+    assert ckpt["meta"]["speaker_conditioned"] is True
+    assert "speaker_embedding.weight" in ckpt["models"]["generator"]
+    assert ckpt["models"]["generator"]["speaker_embedding.weight"].shape[0] == 2
+
+
+def test_ratios_must_match_the_hop(tiny_features, tiny_config, tmp_path):
+    from pipeline.train_melgan import train
+    with pytest.raises(UserError, match="multiply to 128"):
+        train(tiny_features, tmp_path / "x", short_config(tiny_config, 1, "melgan.generator.ratios=[4,4,4,2]"),
+              progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_help_and_one_line_errors(tmp_path):
+    from pipeline.cli import main
+    runner = CliRunner()
+    result = runner.invoke(main, ["train-melgan", "--help"])
+    assert result.exit_code == 0
+    for option in ("--features", "--out", "--config", "--force", "--quiet", "OVERRIDES"):
+        assert option in result.output
+    out = tmp_path / "out"
+    result = runner.invoke(main, ["train-melgan", "--features", str(tmp_path / "missing"), "--out", str(out),
+                                  "--config", "tiny"])
+    assert result.exit_code == 1 and result.output.startswith("Error:") and result.output.count("\n") == 1
+    assert not out.exists()
+    result = runner.invoke(main, ["train-melgan", "--features", str(tmp_path), "--out", str(out),
+                                  "--config", "tiny", "melgan.train.nonsense=1"])
+    assert result.exit_code == 1 and "unknown key" in result.output
+
+
+def test_random_crops_are_aligned_with_the_mel():
+    from pipeline.train_melgan import VoiceUtterance, random_crops
+    hop = 160
+    frames = 30
+    audio = np.arange(frames * hop, dtype=np.float32)
+    mel = np.repeat(np.arange(frames, dtype=np.float32)[None], 80, axis=0)   # frame index as value
+    items = [VoiceUtterance("u", "V001", mel, audio), VoiceUtterance("short", "V002", mel[:, :4], audio[:4 * hop])]
+    gen = torch.Generator().manual_seed(3)
+    mels, wavs, ids = random_crops(items, {"V001": 0, "V002": 1}, 16, 10, hop, gen, 1e-5)
+    assert mels.shape == (16, 80, 10) and wavs.shape == (16, 1600)
+    for m, w, i in zip(mels, wavs, ids):
+        if i == 0:   # frame k's samples are [k*hop, (k+1)*hop)
+            assert w[0].item() == m[0, 0].item() * hop and w[-1].item() == (m[0, -1].item() + 1) * hop - 1
+        else:        # a 4-frame utterance padded with the log floor and silence
+            assert torch.all(m[:, 4:] == -5.0) and torch.all(w[4 * hop:] == 0)
