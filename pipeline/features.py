@@ -2,13 +2,24 @@
 from __future__ import annotations
 
 import functools
+import json
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
+import click
+import h5py
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from models.logmel import FeatureSpec, LogMel
 from pipeline.audio import peak_normalize, read_wav
+from pipeline.config import fingerprint, load_config
+from pipeline.dataset import ALL_SPLITS, LANGUAGES, Dataset
+from pipeline.errors import UserError
+from pipeline.io import atomic_path
 
 
 @functools.lru_cache(maxsize=4)
@@ -30,3 +41,241 @@ def logmel(audio: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.ndarray:
 
 def wav_to_logmel(path: str | os.PathLike, spec: FeatureSpec = FeatureSpec()) -> np.ndarray:
     return logmel(read_wav(path, spec.sample_rate), spec)
+
+
+# ============================================================================ HDF5 feature dump
+#
+# One file per language, ``<out>/<language>.h5``. Every wav of the dataset is one float32
+# dataset (n_mels, frames) at its ``Utterance.key`` (``train/unit/S001_0001``), with attrs
+# speaker, split, duration, num_samples and path (relative to the dataset root). File attrs:
+# ``format``, ``feature_spec`` (JSON of the FeatureSpec), ``dataset_root`` (absolute),
+# ``language`` and ``fingerprint`` (spec + every wav's name, size and mtime: the up-to-date check).
+
+FORMAT = "zs2020-features/1"
+CHUNK = 16  # max utterances per worker task: amortises inter-process overhead on short excerpts
+
+
+def feature_spec(config: dict) -> FeatureSpec:
+    """The FeatureSpec of a resolved config (its ``features`` section)."""
+    try:
+        return FeatureSpec.from_dict(config.get("features") or {})
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"bad features section in the config: {exc}") from None
+
+
+class FeatureStore:
+    """Read access to one ``<language>.h5`` file. ``spec`` (optional) must match the file's."""
+
+    def __init__(self, path: str | os.PathLike, spec: FeatureSpec | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise UserError(f"{self.path}: no such features file (run `zs2020 features` first)")
+        try:
+            self._h5 = h5py.File(self.path, "r")
+            attrs = self._h5.attrs
+            if attrs.get("format") != FORMAT:
+                raise ValueError("not a zs2020 features file")
+            self.spec = FeatureSpec.from_dict(json.loads(attrs["feature_spec"]))
+            self.dataset_root = Path(str(attrs["dataset_root"]))
+            self.language = str(attrs["language"])
+            self.fingerprint = str(attrs["fingerprint"])
+        except (OSError, KeyError, ValueError) as exc:
+            raise UserError(f"{self.path}: unreadable features file ({' '.join(str(exc).split())[:120]})") from None
+        if spec is not None:
+            check_spec(self.spec, spec, self.path)
+        self._keys: list[str] | None = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        self._h5.close()
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._h5 and hasattr(self._h5[key], "shape")
+
+    def keys(self, split: str | None = None) -> list[str]:
+        """Sorted utterance keys, optionally of one split (``train/unit``, ``test``, ...)."""
+        if self._keys is None:
+            found: list[str] = []
+            self._h5.visititems(lambda name, obj: found.append(name) if hasattr(obj, "shape") else None)
+            self._keys = sorted(found)
+        if split is None:
+            return list(self._keys)
+        return [k for k in self._keys if k.rpartition("/")[0] == split]
+
+    def get(self, key: str) -> np.ndarray:
+        """(n_mels, frames) float32."""
+        if key not in self:
+            raise UserError(f"{self.path}: no utterance {key!r}")
+        return self._h5[key][()]
+
+    def attrs(self, key: str) -> dict:
+        if key not in self:
+            raise UserError(f"{self.path}: no utterance {key!r}")
+        return {k: (v.item() if hasattr(v, "item") else v) for k, v in self._h5[key].attrs.items()}
+
+    def num_frames(self, key: str) -> int:
+        return int(self._h5[key].shape[-1])
+
+
+def check_spec(found: FeatureSpec, expected: FeatureSpec, where) -> None:
+    """Refuse features made with another spec (one line naming the first differing fields)."""
+    if found != expected:
+        diff = [f"{k} {v} vs {expected.to_dict()[k]}" for k, v in found.to_dict().items()
+                if expected.to_dict()[k] != v]
+        raise UserError(f"{where}: features were computed with a different feature spec "
+                        f"({', '.join(diff[:3])}); re-run `zs2020 features --force`")
+
+
+def open_feature_dir(features_dir: str | os.PathLike, spec: FeatureSpec | None = None,
+                     languages=None) -> list[FeatureStore]:
+    """Every ``<language>.h5`` in a features folder (english first). All must share one spec
+    (and match ``spec`` when given); UserError otherwise or when there is none."""
+    features_dir = Path(features_dir)
+    wanted = list(languages) if languages else list(LANGUAGES)
+    paths = [features_dir / f"{lang}.h5" for lang in wanted if (features_dir / f"{lang}.h5").is_file()]
+    if not paths:
+        raise UserError(f"{features_dir}: no features file for {', '.join(wanted)} "
+                        f"(run `zs2020 features --dataset ROOT --out {features_dir}` first)")
+    stores = [FeatureStore(p, spec) for p in paths]
+    for store in stores[1:]:
+        check_spec(store.spec, stores[0].spec, store.path)
+    return stores
+
+
+def _wav_identity(utts) -> list:
+    out = []
+    for u in utts:
+        st = u.path.stat()
+        out.append((u.key, st.st_size, st.st_mtime_ns))
+    return out
+
+
+def _dump_fingerprint(spec: FeatureSpec, utts) -> str:
+    return fingerprint(FORMAT, spec.to_dict(), _wav_identity(utts))
+
+
+def _stored_fingerprint(path) -> str | None:
+    try:
+        with h5py.File(path, "r") as h5:
+            return str(h5.attrs.get("fingerprint"))
+    except OSError:
+        return None
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+
+
+def _compute_chunk(args) -> list[tuple[str, np.ndarray, int]]:
+    """Worker task: [(key, wav path)] -> [(key, mel, num_samples)]."""
+    items, spec = args
+    out = []
+    for key, path in items:
+        audio = read_wav(path, spec.sample_rate)
+        out.append((key, logmel(audio, spec), int(audio.shape[0])))
+    return out
+
+
+def _iter_features(utts, spec: FeatureSpec, jobs: int):
+    """Yield (key, mel, num_samples) in any order, over ``jobs`` processes."""
+    items = [(u.key, str(u.path)) for u in utts]
+    size = max(1, min(CHUNK, len(items) // (4 * jobs)))  # several chunks per worker: balanced load
+    chunks = [(items[i:i + size], spec) for i in range(0, len(items), size)]
+    if jobs <= 1 or len(chunks) <= 1:
+        # One thread, as in the workers: these small STFTs gain nothing from intra-op threads,
+        # and on a busy machine two threads made the dump ten times slower.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for chunk in chunks:
+                yield from _compute_chunk(chunk)
+        finally:
+            torch.set_num_threads(threads)
+        return
+    # fork starts workers without re-importing torch (seconds each on a busy machine); like
+    # torch's DataLoader workers they run torch with one thread, which keeps OpenMP fork-safe.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    _extractor(spec)  # build the filter bank once here; forked workers inherit it
+    ctx = multiprocessing.get_context(method)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init) as pool:
+        for result in pool.map(_compute_chunk, chunks):
+            yield from result
+
+
+def dump_features(dataset_root: str | os.PathLike, out_dir: str | os.PathLike, config: dict, jobs: int = 2,
+                  force: bool = False, languages=None, progress: bool = True) -> list:
+    """Write ``out_dir/<language>.h5`` for every language of the dataset (or ``languages``).
+
+    Skips a language whose file is up to date (same spec and same wav names/sizes/mtimes)
+    unless ``force``. Each file is written to a temporary name and renamed. Returns the paths.
+    """
+    root = Path(dataset_root).resolve()
+    spec = feature_spec(config)
+    langs = list(languages) if languages else Dataset.languages(root)
+    if not langs:
+        raise UserError(f"{root}: no 2019/english or 2019/surprise folder (expected the ZeroSpeech 2019 layout)")
+    out_dir = Path(out_dir)
+    written = []
+    for lang in langs:
+        ds = Dataset(root, lang)
+        utts = [u for split in ALL_SPLITS for u in ds.utterances(split, required=False)]
+        if not utts:
+            raise UserError(f"{ds.lang_dir}: no .wav files in any split")
+        out = out_dir / f"{lang}.h5"
+        fp = _dump_fingerprint(spec, utts)
+        if not force and out.is_file() and _stored_fingerprint(out) == fp:
+            if progress:
+                click.echo(f"{out}: up to date ({len(utts)} utterances)")
+            written.append(out)
+            continue
+        by_key = {u.key: u for u in utts}
+        # libver="latest": compact attribute storage, about twice as fast for thousands of excerpts.
+        with atomic_path(out) as tmp, h5py.File(tmp, "w", libver="latest") as h5:
+            h5.attrs.update({"format": FORMAT, "feature_spec": json.dumps(spec.to_dict()),
+                             "dataset_root": str(root), "language": lang, "fingerprint": fp,
+                             "num_utterances": len(utts)})
+            bar = tqdm(total=len(utts), desc=f"features {lang}", unit="utt", disable=not progress,
+                       dynamic_ncols=True)
+            for key, mel, num_samples in _iter_features(utts, spec, jobs):
+                utt = by_key[key]
+                dset = h5.create_dataset(key, data=mel)
+                dset.attrs.update({"speaker": utt.speaker, "split": utt.split, "num_samples": num_samples,
+                                   "duration": num_samples / spec.sample_rate,
+                                   "path": str(utt.path.relative_to(root))})
+                bar.update(1)
+            bar.close()
+        written.append(out)
+    return written
+
+
+@click.command("features", context_settings={"show_default": True})
+@click.option("--dataset", "dataset_root", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Dataset root holding 2019/<language>/ (the demo corpus or the real ZeroSpeech 2020 data).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder; one <language>.h5 per language is written there.")
+@click.option("--config", "preset", default="demo",
+              help="Preset name (tiny, demo, full) or a YAML file; its features section is the spec.")
+@click.option("--language", type=click.Choice(["all", *LANGUAGES]), default="all",
+              help="Which language to dump (all = every language present in the dataset).")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, help="Parallel worker processes.")
+@click.option("--force", is_flag=True, help="Recompute even when the features file is up to date.")
+@click.argument("overrides", nargs=-1)
+def features_command(dataset_root, out_dir, preset, language, jobs, force, overrides):
+    """Dump log-mel features (80 mels, 10 ms hop) of every wav of a dataset to HDF5.
+
+    OVERRIDES are key=value config overrides (e.g. features.n_mels=80). A language whose file
+    is up to date (same spec, same wavs) is skipped.
+    """
+    config = load_config(preset, overrides)
+    languages = None if language == "all" else [language]
+    for path in dump_features(dataset_root, out_dir, config, jobs=jobs, force=force, languages=languages):
+        with FeatureStore(path) as store:
+            click.echo(f"{path}: {len(store)} utterances")

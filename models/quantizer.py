@@ -1,0 +1,147 @@
+"""Vector quantizer with an exponential-moving-average codebook (van den Oord et al. 2017,
+Razavi et al. 2019), plus the two things small corpora need: codebook initialisation from the
+first batch of encoder outputs and restarts of dead codes from random encoder outputs.
+
+Pure tensors: no I/O, no devices. Inputs are channels-first ``(batch, dim, time)`` like the
+convolutions around it. The codebook receives no gradient (EMA updates it in training mode);
+the encoder gets the commitment loss and the straight-through gradient.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class QuantizerOutput(NamedTuple):
+    quantized: torch.Tensor      # (B, D, T) code vectors with a straight-through gradient to the input
+    ids: torch.Tensor            # (B, T) int64 code indices
+    loss: torch.Tensor           # scalar commitment loss, already weighted by ``commitment``
+    perplexity: torch.Tensor     # scalar exp(entropy) of the batch's code histogram
+    codes_in_use: torch.Tensor   # scalar number of distinct codes in the batch
+
+
+def _all_reduce(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over DDP ranks (no-op when not distributed), so every rank's codebook stays identical."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(tensor)
+    return tensor
+
+
+def _broadcast(tensor: torch.Tensor) -> torch.Tensor:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.broadcast(tensor, src=0)
+    return tensor
+
+
+class VectorQuantizer(nn.Module):
+    """EMA vector quantizer.
+
+    ``restart_every``: every that many training forwards, codes chosen fewer than
+    ``restart_min_hits`` times since the last check are moved onto random encoder outputs of the
+    current batch (0 disables restarts). All state (codebook, EMA statistics, hit counters,
+    forward counter) lives in buffers, so a resumed run continues exactly.
+    """
+
+    def __init__(self, num_codes: int, dim: int, decay: float = 0.99, commitment: float = 0.25,
+                 eps: float = 1e-5, restart_every: int = 0, restart_min_hits: int = 1,
+                 init_from_data: bool = True):
+        super().__init__()
+        self.num_codes, self.dim = int(num_codes), int(dim)
+        self.decay, self.commitment, self.eps = float(decay), float(commitment), float(eps)
+        self.restart_every, self.restart_min_hits = int(restart_every), int(restart_min_hits)
+        self.init_from_data = bool(init_from_data)
+        embed = torch.empty(self.num_codes, self.dim).uniform_(-1.0 / self.num_codes, 1.0 / self.num_codes)
+        self.register_buffer("embed", embed)
+        # cluster_size starts at 1 with embed_avg = embed, so an unused code keeps its vector
+        # (starting the EMA counts at 0 would divide by ~eps and blow unused codes up).
+        self.register_buffer("cluster_size", torch.ones(self.num_codes))
+        self.register_buffer("embed_avg", embed.clone())
+        self.register_buffer("hits", torch.zeros(self.num_codes))
+        self.register_buffer("forwards", torch.zeros((), dtype=torch.long))
+
+    # ------------------------------------------------------------------ lookup
+    def nearest(self, flat: torch.Tensor) -> torch.Tensor:
+        """(N, D) -> (N,) index of the nearest code (squared Euclidean distance)."""
+        dist = (flat.pow(2).sum(1, keepdim=True) - 2.0 * flat @ self.embed.t()
+                + self.embed.pow(2).sum(1)[None, :])
+        return dist.argmin(1)
+
+    def lookup(self, ids: torch.Tensor) -> torch.Tensor:
+        """Code ids (...,) -> code vectors (..., D)."""
+        return F.embedding(ids, self.embed)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        # Distances and EMA statistics in float32 even inside a bf16 autocast region.
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            return self._quantize(z.float())
+
+    def _quantize(self, z: torch.Tensor) -> QuantizerOutput:
+        b, d, t = z.shape
+        if d != self.dim:
+            raise ValueError(f"quantizer expects {self.dim} channels, got {d}")
+        flat = z.permute(0, 2, 1).reshape(-1, d)
+        if self.training:
+            self._maybe_initialise(flat.detach())
+        ids = self.nearest(flat.detach())
+        onehot = F.one_hot(ids, self.num_codes).type(flat.dtype)
+        if self.training:
+            self._ema_update(flat.detach(), onehot)
+        quant = self.lookup(ids)
+        loss = self.commitment * F.mse_loss(flat, quant.detach())
+        if flat.requires_grad:
+            quant = flat + (quant - flat).detach()      # straight-through estimator
+        # (without a gradient the rows stay exact codebook rows: equal codes, equal vectors)
+        probs = onehot.mean(0)
+        perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
+        in_use = (onehot.sum(0) > 0).sum()
+        return QuantizerOutput(quant.view(b, t, d).permute(0, 2, 1), ids.view(b, t), loss, perplexity, in_use)
+
+    # ------------------------------------------------------------------ training updates
+    @torch.no_grad()
+    def _maybe_initialise(self, flat: torch.Tensor) -> None:
+        if self.init_from_data and int(self.forwards) == 0:
+            self._reset_codes(torch.arange(self.num_codes, device=flat.device), flat)
+
+    @torch.no_grad()
+    def _ema_update(self, flat: torch.Tensor, onehot: torch.Tensor) -> None:
+        counts = _all_reduce(onehot.sum(0))
+        sums = _all_reduce(onehot.t() @ flat)
+        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.embed_avg.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        # Laplace smoothing keeps rarely used codes finite.
+        n = self.cluster_size.sum()
+        size = (self.cluster_size + self.eps) / (n + self.num_codes * self.eps) * n
+        self.embed.copy_(self.embed_avg / size[:, None])
+        self.hits.add_(counts)
+        self.forwards.add_(1)
+        if self.restart_every and int(self.forwards) % self.restart_every == 0:
+            self.restart_dead_codes(flat)
+
+    @torch.no_grad()
+    def restart_dead_codes(self, flat: torch.Tensor) -> int:
+        """Move codes hit fewer than ``restart_min_hits`` times since the last check onto random
+        rows of ``flat`` (N, D); reset the hit counters. Returns the number restarted."""
+        dead = torch.nonzero(self.hits < self.restart_min_hits).flatten()
+        self.hits.zero_()
+        if dead.numel():
+            self._reset_codes(dead, flat)
+        return int(dead.numel())
+
+    @torch.no_grad()
+    def _reset_codes(self, which: torch.Tensor, flat: torch.Tensor) -> None:
+        # Sample with replacement only when the batch has fewer vectors than codes to fill;
+        # a tiny jitter keeps duplicated samples from being identical codes.
+        n = flat.shape[0]
+        if n >= which.numel():
+            rows = torch.randperm(n, device=flat.device)[: which.numel()]
+        else:
+            rows = torch.randint(0, n, (which.numel(),), device=flat.device)
+        new = flat[rows] + 1e-3 * flat.std() * torch.randn_like(flat[rows])
+        new = _broadcast(new.contiguous())  # every DDP rank adopts rank 0's choice
+        self.embed[which] = new
+        self.embed_avg[which] = new
+        self.cluster_size[which] = 1.0

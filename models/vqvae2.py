@@ -1,0 +1,195 @@
+"""A two-level VQ-VAE (VQ-VAE-2, Razavi et al. 2019) over log-mel frames, 1-D.
+
+Rates (10 ms mel frames in): the bottom codes are at 20 ms (stride 2), the top codes at 40 ms
+(stride 2 more). The encoder needs no speaker; the decoder gets a learned speaker embedding,
+so decoding the same codes with another speaker converts the voice.
+
+Any length works: the input is padded inside to a multiple of 4 frames (with the normalised
+mean, i.e. zeros) and every output is cropped back, so a T-frame input gives ceil(T/2) bottom
+codes, ceil(T/4) top codes and exactly T reconstructed frames, for every T >= 1.
+
+Log-mels are normalised inside the model with per-bin statistics kept as buffers (set once
+from the training data), so checkpoints carry their own normalisation.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.quantizer import QuantizerOutput, VectorQuantizer
+
+STRIDE = 4  # total time stride of the top level (2 for the bottom level, 2 more for the top)
+
+
+@dataclass(frozen=True)
+class VQVAE2Config:
+    n_mels: int = 80
+    channels: int = 128
+    res_blocks: int = 2
+    res_channels: int = 64
+    bottom_dim: int = 64
+    top_dim: int = 64
+    bottom_codes: int = 256
+    top_codes: int = 128
+    num_speakers: int = 1
+    speaker_dim: int = 32
+    jitter: float = 0.0          # bshall's time jitter on the bottom codes (training only)
+    decay: float = 0.99
+    commitment: float = 0.25
+    restart_every: int = 200     # dead-code restart period in training steps (0 = never)
+    restart_min_hits: int = 1
+
+    @classmethod
+    def from_dict(cls, model: dict, quantizer: dict | None = None, **extra) -> "VQVAE2Config":
+        values = {**(model or {}), **(quantizer or {}), **extra}
+        names = set(cls.__dataclass_fields__)
+        unknown = set(values) - names
+        if unknown:
+            raise ValueError(f"unknown VQ-VAE-2 settings: {sorted(unknown)}")
+        return cls(**values)
+
+
+class ResBlock(nn.Module):
+    """x + conv1x1(act(conv3(act(x)))); never in place, so the skip input stays intact."""
+
+    def __init__(self, channels: int, res_channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv1d(channels, res_channels, 3, padding=1)
+        self.conv2 = nn.Conv1d(res_channels, channels, 1)
+
+    def forward(self, x):
+        return x + self.conv2(F.leaky_relu(self.conv1(F.leaky_relu(x, 0.2)), 0.2))
+
+
+def res_stack(channels: int, res_channels: int, n: int) -> nn.Sequential:
+    return nn.Sequential(*[ResBlock(channels, res_channels) for _ in range(n)], nn.LeakyReLU(0.2))
+
+
+def downsample(cin: int, cout: int) -> nn.Conv1d:
+    return nn.Conv1d(cin, cout, 4, stride=2, padding=1)           # L -> L/2 for even L
+
+
+def upsample(cin: int, cout: int) -> nn.ConvTranspose1d:
+    return nn.ConvTranspose1d(cin, cout, 4, stride=2, padding=1)  # L -> 2L
+
+
+class Encoded(NamedTuple):
+    top: QuantizerOutput       # quantized (B, top_dim, T/4) etc.
+    bottom: QuantizerOutput    # quantized (B, bottom_dim, T/2) etc.
+    prequant: torch.Tensor     # (B, bottom_dim, T/2) bottom encoder output before quantization
+
+
+class VQVAE2Output(NamedTuple):
+    mel: torch.Tensor          # (B, n_mels, T) reconstruction, in log-mel units
+    recon_loss: torch.Tensor   # L1 between normalised reconstruction and input
+    commit_loss: torch.Tensor  # top + bottom commitment losses
+    encoded: Encoded
+
+
+class VQVAE2(nn.Module):
+    def __init__(self, cfg: VQVAE2Config):
+        super().__init__()
+        self.cfg = cfg
+        c, r, n = cfg.channels, cfg.res_channels, cfg.res_blocks
+        self.register_buffer("mel_mean", torch.zeros(cfg.n_mels))
+        self.register_buffer("mel_std", torch.ones(cfg.n_mels))
+        self.enc_bottom = nn.Sequential(nn.Conv1d(cfg.n_mels, c, 3, padding=1), nn.LeakyReLU(0.2),
+                                        downsample(c, c), res_stack(c, r, n))
+        self.enc_top = nn.Sequential(downsample(c, c), nn.LeakyReLU(0.2), nn.Conv1d(c, c, 3, padding=1),
+                                     res_stack(c, r, n), nn.Conv1d(c, cfg.top_dim, 1))
+        self.dec_top = nn.Sequential(nn.Conv1d(cfg.top_dim, c, 3, padding=1), res_stack(c, r, n), upsample(c, c))
+        self.pre_bottom = nn.Conv1d(2 * c, cfg.bottom_dim, 1)
+        q = dict(decay=cfg.decay, commitment=cfg.commitment, restart_every=cfg.restart_every,
+                 restart_min_hits=cfg.restart_min_hits)
+        self.quant_top = VectorQuantizer(cfg.top_codes, cfg.top_dim, **q)
+        self.quant_bottom = VectorQuantizer(cfg.bottom_codes, cfg.bottom_dim, **q)
+        self.up_top = upsample(cfg.top_dim, cfg.top_dim)
+        self.speaker = nn.Embedding(cfg.num_speakers, cfg.speaker_dim)
+        self.decoder = nn.Sequential(
+            nn.Conv1d(cfg.bottom_dim + cfg.top_dim + cfg.speaker_dim, c, 3, padding=1),
+            res_stack(c, r, n), upsample(c, c), nn.LeakyReLU(0.2), nn.Conv1d(c, cfg.n_mels, 3, padding=1))
+
+    # ------------------------------------------------------------------ normalisation
+    @torch.no_grad()
+    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mel_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.mel_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-3))
+
+    def normalize(self, mel: torch.Tensor) -> torch.Tensor:
+        return (mel - self.mel_mean[:, None]) / self.mel_std[:, None]
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.mel_std[:, None] + self.mel_mean[:, None]
+
+    # ------------------------------------------------------------------ lengths
+    @staticmethod
+    def code_lengths(num_frames: int) -> tuple[int, int]:
+        """(bottom, top) code counts of a ``num_frames``-frame input: ceil(T/2), ceil(T/4)."""
+        return math.ceil(num_frames / 2), math.ceil(num_frames / 4)
+
+    # ------------------------------------------------------------------ encode / decode
+    def encode(self, mel: torch.Tensor) -> Encoded:
+        """(B, n_mels, T) log-mel -> codes, cropped to ceil(T/2) bottom and ceil(T/4) top frames."""
+        t = mel.shape[-1]
+        if t < 1:
+            raise ValueError("cannot encode an empty mel")
+        x = F.pad(self.normalize(mel), (0, -t % STRIDE))
+        h_bottom = self.enc_bottom(x)
+        top = self.quant_top(self.enc_top(h_bottom))
+        prequant = self.pre_bottom(torch.cat([h_bottom, self.dec_top(top.quantized)], 1))
+        bottom = self.quant_bottom(prequant)
+        tb, tt = self.code_lengths(t)
+        return Encoded(_crop_output(top, tt), _crop_output(bottom, tb), prequant[..., :tb])
+
+    def decode(self, top: torch.Tensor, bottom: torch.Tensor, speaker: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Quantized vectors top (B, top_dim, ceil(T/4)) and bottom (B, bottom_dim, ceil(T/2)),
+        speaker ids (B,) -> (B, n_mels, T) log-mel in the target speaker's voice."""
+        tb, tt = self.code_lengths(num_frames)
+        if top.shape[-1] != tt or bottom.shape[-1] != tb:
+            raise ValueError(f"{num_frames} frames need {tt} top and {tb} bottom codes, "
+                             f"got {top.shape[-1]} and {bottom.shape[-1]}")
+        padded = num_frames + (-num_frames % STRIDE)
+        # Pad the code sequences by repeating their last code up to the padded length.
+        top = F.pad(top, (0, padded // 4 - tt), mode="replicate") if padded // 4 > tt else top
+        bottom = F.pad(bottom, (0, padded // 2 - tb), mode="replicate") if padded // 2 > tb else bottom
+        spk = self.speaker(speaker)[:, :, None].expand(-1, -1, bottom.shape[-1])
+        x = torch.cat([bottom, self.up_top(top), spk], 1)
+        return self.denormalize(self.decoder(x)[..., :num_frames])
+
+    def decode_codes(self, top_ids: torch.Tensor, bottom_ids: torch.Tensor, speaker: torch.Tensor,
+                     num_frames: int) -> torch.Tensor:
+        """Code ids (B, Tt), (B, Tb) -> (B, n_mels, num_frames) log-mel."""
+        top = self.quant_top.lookup(top_ids).transpose(1, 2)
+        bottom = self.quant_bottom.lookup(bottom_ids).transpose(1, 2)
+        return self.decode(top, bottom, speaker, num_frames)
+
+    # ------------------------------------------------------------------ training forward
+    def forward(self, mel: torch.Tensor, speaker: torch.Tensor) -> VQVAE2Output:
+        enc = self.encode(mel)
+        bottom = enc.bottom.quantized
+        if self.training and self.cfg.jitter > 0:
+            bottom = time_jitter(bottom, self.cfg.jitter)
+        recon = self.decode(enc.top.quantized, bottom, speaker, mel.shape[-1])
+        recon_loss = F.l1_loss(self.normalize(recon), self.normalize(mel))
+        return VQVAE2Output(recon, recon_loss, enc.top.loss + enc.bottom.loss, enc)
+
+
+def _crop_output(out: QuantizerOutput, length: int) -> QuantizerOutput:
+    return out._replace(quantized=out.quantized[..., :length], ids=out.ids[..., :length])
+
+
+def time_jitter(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Replace each frame of (B, D, T) by its left or right neighbour with probability p/2 each
+    (Chorowski et al. 2019): the decoder cannot rely on exact code timing."""
+    b, _, t = x.shape
+    if t < 2:
+        return x
+    r = torch.rand(b, t, device=x.device)
+    shift = torch.where(r < p / 2, -1, torch.where(r < p, 1, 0))
+    idx = (torch.arange(t, device=x.device)[None, :] + shift).clamp(0, t - 1)
+    return torch.gather(x, 2, idx[:, None, :].expand_as(x))

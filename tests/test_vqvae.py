@@ -1,0 +1,232 @@
+"""VQ-VAE-2: quantizer mechanics and shape contracts on random tensors, then training on the
+tiny corpus (loss falls, codebooks stay alive, resume replays the uninterrupted run exactly)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from models.quantizer import VectorQuantizer
+from models.vqvae2 import VQVAE2, VQVAE2Config, time_jitter
+from pipeline.checkpoint import load_checkpoint
+from pipeline.config import apply_overrides
+from pipeline.errors import UserError
+
+torch.set_num_threads(1)
+
+SMALL = VQVAE2Config(channels=16, res_blocks=1, res_channels=8, bottom_dim=8, top_dim=8, bottom_codes=16,
+                     top_codes=8, num_speakers=3, speaker_dim=4, jitter=0.5, restart_every=0)
+
+
+# ---------------------------------------------------------------- quantizer
+def test_straight_through_gradient_is_identity():
+    q = VectorQuantizer(8, 4, commitment=0.0).eval()
+    z = torch.randn(2, 4, 5, requires_grad=True)
+    w = torch.randn(2, 4, 5)
+    (q(z).quantized * w).sum().backward()
+    assert torch.allclose(z.grad, w)
+
+
+def test_quantized_vectors_are_codebook_rows_of_the_nearest_code():
+    q = VectorQuantizer(8, 4).eval()
+    z = torch.randn(3, 4, 6)
+    out = q(z)
+    assert torch.equal(out.quantized, q.lookup(out.ids).permute(0, 2, 1))
+    dists = ((z.permute(0, 2, 1)[..., None, :] - q.embed) ** 2).sum(-1)
+    assert torch.equal(out.ids, dists.argmin(-1))
+    assert out.loss.item() == pytest.approx(0.25 * ((z - out.quantized) ** 2).mean().item(), rel=1e-5)
+
+
+def test_commitment_loss_pulls_encoder_output_toward_its_code():
+    q = VectorQuantizer(8, 4, commitment=1.0).eval()
+    z = torch.randn(1, 4, 10, requires_grad=True)
+    out = q(z)
+    out.loss.backward()
+    before = ((z - out.quantized) ** 2).sum()
+    with torch.no_grad():
+        after = ((z - 0.1 * z.grad - out.quantized) ** 2).sum()
+    assert after < before
+
+
+def test_ema_update_moves_codes_toward_their_inputs():
+    torch.manual_seed(0)
+    q = VectorQuantizer(4, 2, decay=0.5, init_from_data=False)
+    with torch.no_grad():
+        q.embed.copy_(torch.tensor([[0.0, 0.0], [5.0, 5.0], [-5.0, 5.0], [5.0, -5.0]]))
+        q.embed_avg.copy_(q.embed)
+    target = torch.tensor([1.0, 1.0])
+    z = (target[None, :, None] + 0.01 * torch.randn(1, 2, 50))   # every input is nearest code 0
+    before = (q.embed[0] - target).norm()
+    q.train()(z)
+    after = (q.embed[0] - target).norm()
+    assert after < 0.8 * before
+    unused = torch.tensor([[5.0, 5.0], [-5.0, 5.0], [5.0, -5.0]])
+    assert torch.allclose(q.embed[1:], unused, atol=1e-3)  # unused codes stay (up to Laplace smoothing)
+
+
+def test_eval_mode_leaves_the_codebook_alone():
+    q = VectorQuantizer(8, 4).eval()
+    before = {k: v.clone() for k, v in q.state_dict().items()}
+    q(torch.randn(2, 4, 7))
+    assert all(torch.equal(before[k], v) for k, v in q.state_dict().items())
+
+
+def test_first_training_batch_initialises_every_code_from_the_data():
+    torch.manual_seed(0)
+    q = VectorQuantizer(16, 3).train()
+    z = 10.0 + torch.randn(2, 3, 40)          # far from the default near-zero codebook
+    out = q(z)
+    assert out.codes_in_use.item() > 8
+    assert (q.embed.mean() - 10.0).abs() < 1.0
+
+
+def test_dead_codes_restart_on_batch_vectors():
+    torch.manual_seed(0)
+    q = VectorQuantizer(8, 2, decay=0.9, restart_every=3, init_from_data=False).train()
+    with torch.no_grad():
+        q.embed.copy_(torch.randn(8, 2) * 0.01)
+        q.embed[7] = torch.tensor([100.0, 100.0])      # never nearest: dead
+        q.embed_avg.copy_(q.embed)
+    for _ in range(2):
+        q(torch.randn(1, 2, 64))
+    assert q.embed[7, 0].item() > 50.0               # still dead until the restart period ends
+    z = torch.randn(1, 2, 64)
+    q(z)
+    flat = z[0].t()
+    assert (q.embed[7, 0] < 50.0) and (flat - q.embed[7]).norm(dim=1).min() < 0.1
+    assert q.hits.sum() == 0                          # counters reset after each check
+
+
+def test_restart_count_reports_dead_codes():
+    q = VectorQuantizer(4, 2, init_from_data=False)
+    q.hits.copy_(torch.tensor([3.0, 0.0, 1.0, 0.0]))
+    assert q.restart_dead_codes(torch.randn(10, 2)) == 2
+
+
+# ---------------------------------------------------------------- VQ-VAE-2 shapes
+@pytest.mark.parametrize("frames", [1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 31, 64, 101])
+def test_every_length_gives_exact_code_and_frame_counts(frames):
+    torch.manual_seed(0)
+    model = VQVAE2(SMALL)
+    mel = torch.randn(2, 80, frames)
+    model.eval()
+    enc = model.encode(mel)
+    assert enc.bottom.ids.shape == (2, (frames + 1) // 2)
+    assert enc.top.ids.shape == (2, (frames + 3) // 4)
+    assert enc.bottom.quantized.shape == enc.prequant.shape == (2, 8, (frames + 1) // 2)
+    mel_out = model.decode_codes(enc.top.ids, enc.bottom.ids, torch.tensor([0, 2]), frames)
+    assert mel_out.shape == (2, 80, frames) and torch.isfinite(mel_out).all()
+    model.train()
+    out = model(mel, torch.tensor([1, 2]))
+    assert out.mel.shape == (2, 80, frames)
+    (out.recon_loss + out.commit_loss).backward()
+    assert model.enc_bottom[0].weight.grad is not None and model.speaker.weight.grad is not None
+
+
+def test_decode_refuses_wrong_code_counts():
+    model = VQVAE2(SMALL).eval()
+    with pytest.raises(ValueError, match="need"):
+        model.decode_codes(torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long),
+                           torch.tensor([0]), 9)
+
+
+def test_speaker_embedding_changes_the_decoded_mel_but_not_the_codes():
+    torch.manual_seed(0)
+    model = VQVAE2(SMALL).eval()
+    mel = torch.randn(1, 80, 20)
+    enc = model.encode(mel)
+    a = model.decode_codes(enc.top.ids, enc.bottom.ids, torch.tensor([0]), 20)
+    b = model.decode_codes(enc.top.ids, enc.bottom.ids, torch.tensor([1]), 20)
+    assert not torch.allclose(a, b)
+
+
+def test_normalisation_statistics_travel_in_the_state_dict():
+    model = VQVAE2(SMALL)
+    model.set_normalization(torch.full((80,), -2.0), torch.full((80,), 0.5))
+    other = VQVAE2(SMALL)
+    other.load_state_dict(model.state_dict())
+    x = torch.randn(1, 80, 5)
+    assert torch.allclose(other.normalize(x), (x + 2.0) / 0.5)
+    assert torch.allclose(other.denormalize(other.normalize(x)), x, atol=1e-6)
+
+
+def test_time_jitter_only_borrows_neighbouring_frames():
+    torch.manual_seed(0)
+    x = torch.arange(40.0).repeat(2, 3, 1)            # frame value = its index
+    y = time_jitter(x, 0.5)
+    assert (y - x).abs().max() <= 1 and not torch.equal(x, y)
+    assert torch.equal(time_jitter(x, 0.0), x)
+    one = torch.randn(1, 3, 1)
+    assert torch.equal(time_jitter(one, 0.9), one)
+
+
+# ---------------------------------------------------------------- training on the tiny corpus
+def _history(ckpt_path):
+    return [json.loads(line) for line in (ckpt_path.parent / "history.jsonl").read_text().splitlines()]
+
+
+def test_training_loss_falls_and_codebooks_stay_alive(tiny_vqvae, tiny_config):
+    hist = _history(tiny_vqvae)
+    assert hist[-1]["step"] == tiny_config["vqvae"]["train"]["steps"]
+    assert hist[-1]["recon"] < 0.75 * hist[0]["recon"]
+    val = [r for r in hist if "val_recon" in r]
+    assert len(val) >= 2 and val[-1]["val_recon"] < val[0]["val_recon"]
+    k_b = tiny_config["vqvae"]["model"]["bottom_codes"]
+    assert hist[-1]["ppl_b"] > 4 and val[-1]["val_used_b"] > k_b / 4
+    assert (tiny_vqvae.parent / "curves.png").stat().st_size > 1000
+
+
+def test_checkpoint_meta_has_what_inference_needs(tiny_vqvae, tiny_corpus):
+    from pipeline.dataset import Dataset
+    ckpt = load_checkpoint(tiny_vqvae, kind="vqvae")
+    meta = ckpt["meta"]
+    assert meta["speakers"] == Dataset(tiny_corpus).speaker_ids()
+    assert {"V001", "V002"} <= set(meta["speakers"])
+    assert meta["feature_spec"]["hop_length"] == 160
+    assert len(meta["normalization"]["mean"]) == 80 and min(meta["normalization"]["std"]) > 0
+    assert meta["model"]["num_speakers"] == len(meta["speakers"])
+    assert meta["val_keys"] and all(k.startswith("english:train/") for k in meta["val_keys"])
+
+
+def test_finished_training_is_skipped(tiny_vqvae, tiny_features, tiny_config):
+    from pipeline.train_vqvae import train
+    stamp = tiny_vqvae.stat().st_mtime_ns
+    assert train(tiny_features, tiny_vqvae.parent, tiny_config, progress=False) == tiny_vqvae
+    assert tiny_vqvae.stat().st_mtime_ns == stamp
+
+
+def test_missing_features_is_one_clear_error(tmp_path, tiny_config):
+    from pipeline.train_vqvae import train
+    with pytest.raises(UserError, match="no features file"):
+        train(tmp_path / "nothing", tmp_path / "out", tiny_config, progress=False)
+    assert not (tmp_path / "out" / "checkpoint.pt").exists()
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_replays_the_uninterrupted_run(tiny_features, tiny_config, tmp_path, monkeypatch):
+    from pipeline import training
+    from pipeline.train_vqvae import train
+    # restart_every 7 puts a dead-code restart on each side of the interruption at step 10.
+    config = apply_overrides(tiny_config, ["vqvae.train.steps=20", "vqvae.train.checkpoint_every=10",
+                                           "vqvae.train.validate_every=10", "vqvae.quantizer.restart_every=7"])
+    straight = train(tiny_features, tmp_path / "straight", config, progress=False)
+
+    real_save = training.TrainLoop.save
+
+    def save_then_die(self):
+        real_save(self)
+        raise KeyboardInterrupt  # a kill right after the step-10 checkpoint
+
+    monkeypatch.setattr(training.TrainLoop, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_features, tmp_path / "resumed", config, progress=False)
+    monkeypatch.setattr(training.TrainLoop, "save", real_save)
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["step"] == 10
+    resumed = train(tiny_features, tmp_path / "resumed", config, progress=False)
+
+    a, b = load_checkpoint(straight), load_checkpoint(resumed)
+    assert a["step"] == b["step"] == 20
+    for name, tensor in a["models"]["vqvae"].items():
+        assert torch.equal(tensor, b["models"]["vqvae"][name]), name
+    assert [r["recon"] for r in a["history"]] == [r["recon"] for r in b["history"]]
