@@ -177,3 +177,15 @@ def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
     other, *_ = _regression_loop(tmp_path, 5)
     other.fingerprint = "different"
     assert not other.try_resume(log=lambda msg: None)
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path):
+    with atomic_path(tmp_path / "f.txt") as tmp:
+        tmp.write_text("x")
+    with atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "a").write_text("1")
+    import os
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask
