@@ -226,10 +226,12 @@ class Dataset:
 
     def filelist(self, kind: str, lists_dir: str | os.PathLike | None = None) -> Path | None:
         """An official-format file list (required/embedding/bitrate), from ``lists_dir`` (the
-        official package's ``share/2019/<language>``), else the dataset's ``lists/``; None if absent."""
+        official package's ``share/2019`` holding one folder per language, or one language's
+        folder), else the dataset's ``lists/``; None if absent."""
         if kind not in FILELIST_KINDS:
             raise ValueError(kind)
-        for d in ([Path(lists_dir)] if lists_dir else []) + [self.lang_dir / "lists"]:
+        candidates = [Path(lists_dir) / self.language, Path(lists_dir)] if lists_dir else []
+        for d in candidates + [self.lang_dir / "lists"]:
             path = d / f"{kind}_filelist.txt"
             if path.is_file():
                 return path

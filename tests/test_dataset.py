@@ -87,6 +87,8 @@ def test_official_task_file_and_lists_are_found(real_layout, tmp_path):
     en = Dataset(real_layout, "english")
     assert read_filelist(en.filelist("bitrate", lists)) == [("S011_4019527684.txt", 4.883875)]
     assert read_filelist(en.filelist("required", lists)) == [("S002_0006942614.txt", None), ("V002_1.wav", None)]
+    # The official package's share/2019 folder (one sub-folder per language) works as well.
+    assert read_filelist(en.filelist("bitrate", lists.parent)) == [("S011_4019527684.txt", 4.883875)]
     with pytest.raises(UserError, match="embedding_filelist"):
         en.filelist("embedding", lists)
 
