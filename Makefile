@@ -53,8 +53,9 @@ features: corpus
 vqvae: features
 	$(ZS) train-vqvae --features $(RUN)/features --out $(RUN)/vqvae --config $(CONFIG) $(OVERRIDES)
 
-melgan: features
-	$(ZS) train-melgan --features $(RUN)/features --out $(RUN)/melgan --config $(CONFIG) $(OVERRIDES)
+# The vocoder trains on the VQ-VAE-2's reconstructions of the target voices (melgan.train.input_mels).
+melgan: vqvae
+	$(ZS) train-melgan --features $(RUN)/features --out $(RUN)/melgan --vqvae $(RUN)/vqvae/checkpoint.pt --config $(CONFIG) $(OVERRIDES)
 
 submission: vqvae melgan
 	$(ZS) submit --dataset $(DATASET) --run $(RUN) --out $(RUN)/submission --config $(CONFIG) $(FILELIST_OPT) $(OVERRIDES)

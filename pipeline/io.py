@@ -3,8 +3,8 @@ run never leaves a half-written output that a later stage would mistake for a fi
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
-import stat
 import shutil
 import tempfile
 from pathlib import Path
@@ -66,3 +66,9 @@ def _umask() -> int:
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (hex): the identity of checkpoints and other inputs."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

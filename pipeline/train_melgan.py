@@ -6,6 +6,12 @@ Data: every target-voice utterance (``train/voice`` and, when present,
 (peak-normalised by ``prepare_audio`` exactly as the features were). A batch is random aligned
 crops: mel frames [k, k + F) with samples [k * hop, (k + F) * hop).
 
+Input mels: ``melgan.train.input_mels: ground_truth`` feeds the stored log-mels;
+``vqvae`` feeds each utterance's VQ-VAE-2 reconstruction (encode, then decode with the
+utterance's own voice) while the losses still compare against the real audio. At conversion the
+vocoder only ever sees decoder mels, which are smoother than real ones; training on them
+("ground-truth-aligned" input, as in Tacotron 2 vocoders) removes that mismatch.
+
 Schedule: ``warmup_steps`` generator-only steps on the spectral losses, then adversarial
 training (hinge + feature matching + spectral). A few utterances per voice are held out for
 validation (mel L1 of the vocoded whole utterance) and for the audio samples and spectrogram
@@ -31,7 +37,7 @@ from pipeline.config import fingerprint, get, load_config
 from pipeline.dataset import Dataset
 from pipeline.errors import UserError
 from pipeline.features import open_feature_dir, prepare_audio
-from pipeline.io import atomic_path
+from pipeline.io import atomic_path, file_digest
 from pipeline.runtime import autocast, pick_device, seed_everything, set_threads
 from pipeline.training import TrainLoop
 from pipeline.train_vqvae import speaker_key
@@ -55,10 +61,11 @@ class VoiceUtterance:
 
 
 # ---------------------------------------------------------------------------------------- data
-def load_voice_data(features_dir: str | Path, languages: list[str] | None = None
+def load_voice_data(features_dir: str | Path, languages: list[str] | None = None, vqvae=None
                     ) -> tuple[FeatureSpec, list[VoiceUtterance], list[str]]:
-    """The stored mels and prepared waveforms of every target-voice utterance, plus the
-    feature files' fingerprints (the data identity of a run)."""
+    """The input mels and prepared waveforms of every target-voice utterance, plus the
+    feature files' fingerprints (the data identity of a run). With ``vqvae`` (a loaded
+    ``pipeline.encode.VQVAE``) the input mel is the model's reconstruction in the same voice."""
     stores = open_feature_dir(features_dir, languages=languages)
     spec, items = stores[0].spec, []
     try:
@@ -73,8 +80,11 @@ def load_voice_data(features_dir: str | Path, languages: list[str] | None = None
                         raise UserError(f"{store.path}: {utt.key} has {frames} frames but its audio has "
                                         f"{len(audio)} samples: re-run `zs2020 features --force`")
                     audio = np.pad(audio, (0, frames * spec.hop_length - len(audio)))
-                    items.append(VoiceUtterance(f"{store.language}/{utt.key}", speaker_key(store.language, utt.speaker),
-                                                mel, audio))
+                    speaker = speaker_key(store.language, utt.speaker)
+                    if vqvae is not None:
+                        units = vqvae.encode_mel(mel)
+                        mel = vqvae.decode(units.top_ids, units.bottom_ids, speaker, frames).astype(np.float32)
+                    items.append(VoiceUtterance(f"{store.language}/{utt.key}", speaker, mel, audio))
         return spec, items, [store.fingerprint for store in stores]
     finally:
         for store in stores:
@@ -188,11 +198,13 @@ class MelGANTrainer:
 
     @torch.no_grad()
     def validation_mel_l1(self, items: list[VoiceUtterance], max_frames: int) -> float:
-        """Mean L1 between each held-out utterance's stored mel and the mel of its vocoded audio."""
+        """Mean L1 between the log-mels of each held-out utterance's real audio and of its vocoded audio."""
         losses = []
         for utt in items:
             wav = torch.from_numpy(self.vocode(utt, max_frames)).to(self.device)
-            target = torch.from_numpy(utt.mel[:, :max_frames]).to(self.device)
+            frames = min(utt.frames, max_frames) if max_frames else utt.frames
+            real = torch.from_numpy(utt.audio[:frames * self.spec.hop_length]).to(self.device)
+            target = self.mel_loss.logmel(real)[0]
             losses.append(torch.nn.functional.l1_loss(self.mel_loss.logmel(wav)[0], target).item())
         return float(np.mean(losses))
 
@@ -230,14 +242,27 @@ def run_fingerprint(config: dict, spec: FeatureSpec, data_ids: list[str]) -> str
 
 
 def train(features_dir: str | Path, out_dir: str | Path, config: dict, force: bool = False,
-          progress: bool = True, log=print) -> Path:
-    """Train (or resume, or skip when finished) the vocoder; returns ``OUT/checkpoint.pt``."""
+          progress: bool = True, log=print, vqvae_checkpoint: str | Path | None = None) -> Path:
+    """Train (or resume, or skip when finished) the vocoder; returns ``OUT/checkpoint.pt``.
+    ``vqvae_checkpoint`` is required when ``melgan.train.input_mels`` is ``vqvae``."""
     out_dir = Path(out_dir)
     cfg = config["melgan"]
     train_cfg = cfg["train"]
     set_threads(int(get(config, "runtime.threads", 0)))
     device = pick_device(str(get(config, "runtime.device", "auto")))
-    spec, items, data_ids = load_voice_data(features_dir, cfg.get("languages") or None)
+    input_mels = str(train_cfg.get("input_mels", "ground_truth"))
+    vqvae, vqvae_id = None, None
+    if input_mels == "vqvae":
+        if vqvae_checkpoint is None:
+            raise UserError("melgan.train.input_mels=vqvae needs the VQ-VAE checkpoint (--vqvae PATH)")
+        from pipeline.encode import load_vqvae
+        vqvae = load_vqvae(vqvae_checkpoint, device="cpu")
+        vqvae_id = file_digest(vqvae_checkpoint)
+    elif input_mels != "ground_truth":
+        raise UserError(f"melgan.train.input_mels must be ground_truth or vqvae, not {input_mels!r}")
+    spec, items, data_ids = load_voice_data(features_dir, cfg.get("languages") or None, vqvae)
+    if vqvae_id:
+        data_ids = data_ids + [vqvae_id]
     speakers = {spk: i for i, spk in enumerate(sorted({u.speaker for u in items}))}
     train_items, held = split_heldout(items, int(train_cfg["val_utterances"]))
     seed = int(config.get("seed", 0))
@@ -286,15 +311,18 @@ def train(features_dir: str | Path, out_dir: str | Path, config: dict, force: bo
               help="Output folder: checkpoint.pt, history.jsonl, curves.png and samples/.")
 @click.option("--config", "preset", default="demo", show_default=True,
               help="Preset name (tiny, demo, full) or a YAML config file.")
+@click.option("--vqvae", "vqvae_checkpoint", default=None, type=click.Path(path_type=Path),
+              help="VQ-VAE-2 checkpoint whose reconstructions are the vocoder's input mels when "
+                   "melgan.train.input_mels=vqvae (the demo and full presets).")
 @click.option("--force", is_flag=True, help="Retrain from scratch even if a finished or resumable checkpoint exists.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.argument("overrides", nargs=-1)
-def train_melgan_command(features_dir, out_dir, preset, force, quiet, overrides):
+def train_melgan_command(features_dir, out_dir, preset, vqvae_checkpoint, force, quiet, overrides):
     """Train the MelGAN vocoder (log-mel -> 16 kHz wav) on the target voices.
 
     OVERRIDES are KEY=VALUE config edits, e.g. melgan.train.steps=2000 runtime.threads=1.
     Re-running resumes an interrupted run, or does nothing when it is finished.
     """
     config = load_config(preset, overrides)
-    path = train(features_dir, out_dir, config, force=force, progress=not quiet)
+    path = train(features_dir, out_dir, config, force=force, progress=not quiet, vqvae_checkpoint=vqvae_checkpoint)
     click.echo(f"MelGAN checkpoint: {path}")

@@ -20,7 +20,6 @@ every entry at its root and the input fingerprint in its comment.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -36,7 +35,7 @@ from tqdm import tqdm
 from pipeline.config import fingerprint
 from pipeline.dataset import LANGUAGES, TRAIN_SPLITS, Dataset
 from pipeline.errors import UserError
-from pipeline.io import atomic_dir, atomic_path, write_text_atomic
+from pipeline.io import atomic_dir, atomic_path, file_digest, write_text_atomic
 from submission.filelists import FileLists, find_filelists
 from submission.parallel import run_batches
 from submission.unitfile import format_units
@@ -271,11 +270,6 @@ def zip_fingerprint(zip_path: Path) -> str | None:
 
 
 # ============================================================================ the writer
-def file_digest(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def stamp_path(out_dir: Path) -> Path:
     return out_dir.parent / f".{out_dir.name}.stamp.json"
 

@@ -200,3 +200,24 @@ def test_random_crops_are_aligned_with_the_mel():
             assert w[0].item() == m[0, 0].item() * hop and w[-1].item() == (m[0, -1].item() + 1) * hop - 1
         else:        # a 4-frame utterance padded with the log floor and silence
             assert torch.all(m[:, 4:] == -5.0) and torch.all(w[4 * hop:] == 0)
+
+
+def test_vocoder_can_train_on_vqvae_reconstructions(tiny_features, tiny_vqvae, tiny_config, tmp_path):
+    """input_mels=vqvae: inputs are the VQ-VAE's same-voice reconstructions (aligned, same
+    shape as the stored mels, but not equal to them); the run's identity includes the VQ-VAE."""
+    from pipeline.encode import load_vqvae
+    from pipeline.train_melgan import load_voice_data, train
+    _, stored, _ = load_voice_data(tiny_features)
+    _, rebuilt, _ = load_voice_data(tiny_features, vqvae=load_vqvae(tiny_vqvae))
+    assert [u.key for u in stored] == [u.key for u in rebuilt]
+    for a, b in zip(stored, rebuilt):
+        assert a.mel.shape == b.mel.shape and np.array_equal(a.audio, b.audio)
+        assert not np.allclose(a.mel, b.mel)
+
+    config = short_config(tiny_config, 2, "melgan.train.input_mels=vqvae")
+    with pytest.raises(UserError, match="--vqvae"):
+        train(tiny_features, tmp_path / "x", config, progress=False)
+    path = train(tiny_features, tmp_path / "gta", config, progress=False, vqvae_checkpoint=tiny_vqvae)
+    plain = train(tiny_features, tmp_path / "plain", short_config(tiny_config, 2), progress=False)
+    assert load_checkpoint(path)["fingerprint"] != load_checkpoint(plain)["fingerprint"]
+    assert math.isfinite(load_checkpoint(path)["history"][-1]["mel_l1"])
