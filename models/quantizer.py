@@ -95,10 +95,9 @@ class VectorQuantizer(nn.Module):
         if flat.requires_grad:
             quant = flat + (quant - flat).detach()      # straight-through estimator
         # (without a gradient the rows stay exact codebook rows: equal codes, equal vectors)
-        probs = onehot.mean(0)
-        perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
-        in_use = (onehot.sum(0) > 0).sum()
-        return QuantizerOutput(quant.view(b, t, d).permute(0, 2, 1), ids.view(b, t), loss, perplexity, in_use)
+        counts = onehot.sum(0)
+        return QuantizerOutput(quant.view(b, t, d).permute(0, 2, 1), ids.view(b, t), loss,
+                               code_perplexity(counts), (counts > 0).sum())
 
     # ------------------------------------------------------------------ training updates
     @torch.no_grad()
@@ -145,3 +144,9 @@ class VectorQuantizer(nn.Module):
         self.embed[which] = new
         self.embed_avg[which] = new
         self.cluster_size[which] = 1.0
+
+
+def code_perplexity(counts: torch.Tensor) -> torch.Tensor:
+    """exp(entropy) of a code histogram: how many equally used codes would give its entropy."""
+    probs = counts / counts.sum().clamp_min(1)
+    return torch.exp(-(probs * torch.log(probs + 1e-10)).sum())

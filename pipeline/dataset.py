@@ -230,14 +230,30 @@ class Dataset:
         folder), else the dataset's ``lists/``; None if absent."""
         if kind not in FILELIST_KINDS:
             raise ValueError(kind)
-        candidates = [Path(lists_dir) / self.language, Path(lists_dir)] if lists_dir else []
-        for d in candidates + [self.lang_dir / "lists"]:
+        folder = lists_folder(lists_dir, self.language) if lists_dir else None
+        for d in ([folder] if folder else []) + [self.lang_dir / "lists"]:
             path = d / f"{kind}_filelist.txt"
             if path.is_file():
                 return path
         if lists_dir:
-            raise UserError(f"{lists_dir}: no {kind}_filelist.txt")
+            raise UserError(f"{lists_dir}: no {kind}_filelist.txt for {self.language}")
         return None
+
+
+def lists_folder(lists_dir: str | os.PathLike, language: str) -> Path | None:
+    """The folder of ``language``'s file lists inside a ``--filelists`` argument, or None: either
+    the official package's ``share/2019`` (one sub-folder per language) or one language's folder
+    (named after it; a folder with another name is taken as the English lists)."""
+    base = Path(lists_dir)
+    if not base.is_dir():
+        raise UserError(f"--filelists {base}: no such folder")
+    required = "required_filelist.txt"
+    if (base / language / required).is_file():
+        return base / language
+    if (base / required).is_file() and (base.name == language or (base.name not in LANGUAGES
+                                                                   and language == "english")):
+        return base
+    return None
 
 
 def read_alignment(path: str | os.PathLike) -> list[Segment]:

@@ -35,8 +35,9 @@ from pipeline.dataset import Dataset, read_filelist
 from pipeline.errors import UserError
 from pipeline.io import atomic_dir
 from submission.unitfile import UnitFileError, read_units
+from submission.validator import AUX_FOLDERS, UnsafeZip, ZipLimits, check_zip_entries
 
-FOLDERS = ("test", "auxiliary_embedding1", "auxiliary_embedding2")
+FOLDERS = ("test", *AUX_FOLDERS)
 BASELINES = ("mfcc", "logmel")
 MAX_LISTED_ERRORS = 8
 
@@ -57,6 +58,11 @@ def open_submission(path: str | os.PathLike):
         raise UserError(f"{path}: neither a folder nor a zip file")
     with tempfile.TemporaryDirectory(prefix="zs2020-eval-") as tmp:
         with zipfile.ZipFile(path) as archive:
+            # The validator's guard: no zip slip, links, duplicate entries or zip bombs on disk.
+            try:
+                check_zip_entries(archive, ZipLimits())
+            except UnsafeZip as exc:
+                raise UserError(f"{path}: unsafe zip refused ({exc})") from None
             archive.extractall(tmp)
         if not (Path(tmp) / "2019").is_dir():
             raise UserError(f"{path}: the zip has no 2019/ folder at its root")

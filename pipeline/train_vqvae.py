@@ -18,6 +18,7 @@ import click
 import numpy as np
 import torch
 
+from models.quantizer import code_perplexity
 from models.vqvae2 import STRIDE, VQVAE2, VQVAE2Config
 from pipeline.config import fingerprint, get, load_config
 from pipeline.dataset import TRAIN_SPLITS
@@ -203,13 +204,8 @@ def evaluate(model: VQVAE2, mels: list[np.ndarray], speakers: np.ndarray, device
         frames += mel.shape[1]
         counts_b += torch.bincount(out.encoded.bottom.ids.flatten().cpu(), minlength=model.cfg.bottom_codes)
         counts_t += torch.bincount(out.encoded.top.ids.flatten().cpu(), minlength=model.cfg.top_codes)
-    return {"recon": total / max(frames, 1), "ppl_b": perplexity(counts_b), "ppl_t": perplexity(counts_t),
+    return {"recon": total / max(frames, 1), "ppl_b": float(code_perplexity(counts_b)), "ppl_t": float(code_perplexity(counts_t)),
             "used_b": float((counts_b > 0).sum()), "used_t": float((counts_t > 0).sum())}
-
-
-def perplexity(counts: torch.Tensor) -> float:
-    p = counts / counts.sum().clamp_min(1)
-    return float(torch.exp(-(p * torch.log(p + 1e-10)).sum()))
 
 
 @click.command("train-vqvae", context_settings={"show_default": True})

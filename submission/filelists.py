@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.dataset import LANGUAGES, Dataset, read_filelist
+from pipeline.dataset import Dataset, lists_folder, read_filelist
 from pipeline.errors import UserError
 
 LIST_NAME = "{kind}_filelist.txt"
@@ -41,20 +41,6 @@ class FileLists:
     @property
     def wav_files(self) -> list[str]:
         return [name for name in self.required if name.endswith(".wav")]
-
-
-def lists_folder(filelists_dir: str | os.PathLike, language: str) -> Path | None:
-    """The folder of ``language``'s lists inside a ``--filelists`` argument, or None."""
-    base = Path(filelists_dir)
-    if not base.is_dir():
-        raise UserError(f"--filelists {base}: no such folder")
-    required = LIST_NAME.format(kind="required")
-    if (base / language / required).is_file():
-        return base / language
-    if (base / required).is_file() and (base.name == language or (base.name not in LANGUAGES
-                                                                   and language == "english")):
-        return base
-    return None
 
 
 def _read_folder(folder: Path, language: str, source: str) -> FileLists:

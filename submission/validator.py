@@ -113,6 +113,11 @@ class UnsafeZip(Exception):
     """The zip is refused before any entry is read."""
 
 
+def entry_key(name: str) -> str:
+    """A zip entry's normalised relative path ("a//b/" and "a/b" are the same entry)."""
+    return "/".join(PurePosixPath(name).parts)
+
+
 def check_zip_entries(archive: zipfile.ZipFile, limits: ZipLimits) -> None:
     """Refuse zip slip (absolute paths, ``..``, drive letters, backslashes), symlinks,
     duplicate names and zip bombs (too many entries, too large, too compressed)."""
@@ -130,7 +135,7 @@ def check_zip_entries(archive: zipfile.ZipFile, limits: ZipLimits) -> None:
             raise UnsafeZip(f"entry {name!r} would land outside the submission when extracted (zip slip)")
         if stat.S_ISLNK(info.external_attr >> 16):
             raise UnsafeZip(f"entry {name!r} is a symbolic link")
-        key = "/".join(parts)
+        key = entry_key(name)
         if key in seen:
             raise UnsafeZip(f"entry {name!r} appears twice")
         seen.add(key)
@@ -237,7 +242,7 @@ class ZipTree(Tree):
                     self.entries.setdefault(rel, set())
             if parts and not info.is_dir():
                 self.files["/".join(parts)] = info.file_size
-        self._names = {"/".join(PurePosixPath(i.filename).parts): i.filename for i in archive.infolist()}
+        self._names = {entry_key(i.filename): i.filename for i in archive.infolist()}
 
     def read_bytes(self, rel: str) -> bytes:
         return self._archive.read(self._names[rel])
@@ -251,7 +256,7 @@ def open_reader(source: tuple[str, str]):
         root = Path(where)
         return lambda rel: (root / rel).read_bytes()
     archive = zipfile.ZipFile(where)
-    names = {"/".join(PurePosixPath(i.filename).parts): i.filename for i in archive.infolist()}
+    names = {entry_key(i.filename): i.filename for i in archive.infolist()}
     return lambda rel: archive.read(names[rel])
 
 

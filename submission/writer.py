@@ -39,11 +39,10 @@ from pipeline.io import atomic_dir, atomic_path, file_digest, write_text_atomic
 from submission.filelists import FileLists, find_filelists
 from submission.parallel import run_batches
 from submission.unitfile import format_units
+from submission.validator import ABX_DISTANCES, AUX_FOLDERS
 
 WRITER_VERSION = 1
 VOCODERS = ("melgan", "griffinlim")
-ABX_DISTANCES = ("dtw_cosine", "dtw_kl", "levenshtein")
-AUX_FOLDERS = ("auxiliary_embedding1", "auxiliary_embedding2")
 AUX_DESCRIPTIONS = (
     "Top-level VQ-VAE-2 code vectors (one every 40 ms), each repeated twice so that the file has "
     "one line per 20 ms like the test/ unit files.",
@@ -192,19 +191,12 @@ def _init_encoder(checkpoint: str, threads: int) -> None:
     _ENCODER = load_vqvae(checkpoint, "cpu")
 
 
-def _array(values) -> np.ndarray:
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    return np.asarray(values, dtype=np.float32)
-
-
 def _encode_batch(batch: list[tuple[str, str, list[str]]]) -> list[tuple[str, int]]:
     """Encode (wav path, unit file name, [folders]) items; write one file per folder."""
-    from pipeline.audio import read_wav
     done = []
     for wav, name, folders in batch:
-        units = _ENCODER.encode_audio(read_wav(wav))
-        arrays = [_array(units.bottom_vectors), _array(units.top_vectors), _array(units.prequant)]
+        units = _ENCODER.encode_wav(wav)
+        arrays = [units.bottom_vectors, units.top_vectors, units.prequant]
         frames = arrays[0].shape[0]
         if any(a.ndim != 2 or a.shape[0] != frames for a in arrays) or frames == 0:
             raise RuntimeError(f"{wav}: encoder returned inconsistent unit arrays "
@@ -233,12 +225,6 @@ def encode_units(items: list[tuple[str, str, list[str]]], checkpoint: Path, jobs
 
 
 # ============================================================================ zip
-def current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def write_zip(folder: Path, zip_path: Path, level: int, comment: str, progress: bool) -> None:
     """Deterministic zip of ``folder``'s content with entries at the root (directories included,
     so an empty 2019/surprise/ survives)."""
@@ -258,7 +244,6 @@ def write_zip(folder: Path, zip_path: Path, level: int, comment: str, progress: 
                     archive.writestr(info, path.read_bytes(), compress_type=zipfile.ZIP_DEFLATED,
                                      compresslevel=level)
             archive.comment = comment.encode("ascii")
-        os.chmod(tmp, 0o666 & ~current_umask())
 
 
 def zip_fingerprint(zip_path: Path) -> str | None:
@@ -382,7 +367,6 @@ def build_folder(out_dir: Path, plans: dict[str, LanguagePlan], section: dict, v
     del vqvae, melgan   # only their configs were needed; the encoder and converter load their own
     counts = {}
     with atomic_dir(out_dir) as tmp:
-        os.chmod(tmp, 0o777 & ~current_umask())   # mkdtemp makes it private; a submission is shared
         dump_yaml(tmp / "metadata.yaml", top)
         (tmp / "2019").mkdir()
         dump_yaml(tmp / "2019" / "metadata.yaml", track)
