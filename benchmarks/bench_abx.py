@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import abx  # noqa: E402
+from pipeline.evaluation import abx  # noqa: E402
 
 PHONES = [f"P{i:02d}" for i in range(39)]
 
@@ -40,8 +40,8 @@ def demo_items(root: Path):
     """(ItemTable, per-item log-mel arrays) of the demo corpus, or None without one."""
     try:
         from models.logmel import FeatureSpec
-        from pipeline.dataset import Dataset
-        from pipeline.evaluate import baseline_features
+        from pipeline.contract.dataset import Dataset
+        from pipeline.evaluation.evaluate import baseline_features
         ds = Dataset(root, "english")
         items = abx.read_items(ds.item_file("excerpt"))
     except Exception as exc:   # no demo corpus built yet

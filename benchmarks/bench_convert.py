@@ -32,12 +32,12 @@ import torch  # noqa: E402
 from models.logmel import LogMel  # noqa: E402
 from models.melgan import build_discriminator, build_generator, count_parameters  # noqa: E402
 from models.vqvae2 import VQVAE2  # noqa: E402
-from pipeline.checkpoint import save_checkpoint  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
-from pipeline.convert import Converter  # noqa: E402
+from pipeline.core.checkpoint import save_checkpoint  # noqa: E402
+from pipeline.core.config import load_config  # noqa: E402
+from pipeline.systems.converter import Converter  # noqa: E402
 from pipeline.features import feature_spec  # noqa: E402
-from pipeline.train_melgan import MelGANTrainer  # noqa: E402
-from pipeline.train_vqvae import model_config  # noqa: E402
+from pipeline.train.melgan import MelGANTrainer  # noqa: E402
+from pipeline.train.vqvae import model_config  # noqa: E402
 
 VOICES = {"S001": 0, "S002": 1, "V001": 2, "V002": 3}
 

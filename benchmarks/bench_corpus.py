@@ -20,7 +20,7 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.corpus import build_corpus  # noqa: E402
+from pipeline.corpus.build import build_corpus  # noqa: E402
 
 
 def _size_mb(root: Path) -> float:

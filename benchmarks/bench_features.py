@@ -20,8 +20,9 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.config import load_config  # noqa: E402
-from pipeline.dataset import ALL_SPLITS, Dataset  # noqa: E402
+from pipeline.core.config import load_config  # noqa: E402
+from pipeline.contract.dataset import Dataset  # noqa: E402
+from pipeline.contract.names import ALL_SPLITS
 from pipeline.features import _extractor, dump_features, feature_spec  # noqa: E402
 
 
@@ -55,7 +56,7 @@ def main(dataset, repeat, jobs_list):
     config = load_config("demo")
     tmp = None
     if not Dataset.languages(dataset):
-        from pipeline.corpus import build_corpus
+        from pipeline.corpus.build import build_corpus
         tmp = tempfile.TemporaryDirectory(prefix="bench-features-corpus-")
         dataset = build_corpus(Path(tmp.name) / "corpus", scale="tiny", jobs=2)
     seconds_audio, files = audio_seconds(dataset)

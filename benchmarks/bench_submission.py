@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.audio import write_wav
+from pipeline.core.audio import write_wav
 from submission.validator import validate_submission
 from submission.writer import write_unit_arrays, write_zip
 
@@ -73,7 +73,7 @@ def build(root: Path, scale: float, seed: int = 0) -> tuple[Path, list[str], lis
         "auxiliary1 description: top codes\nauxiliary2 description: continuous\n")
     wavs = [f"V00{1 + i % 2}_{i:010d}.wav" for i in range(max(1, round(N_WAVS * scale)))]
     for name in wavs:
-        write_wav(sub / "2019/english/test" / name, rng.uniform(-0.3, 0.3, 16000 * 5).astype(np.float32))
+        write_wav(sub / "2019/english/test" / name, rng.uniform(-0.3, 0.3, 16000 * 5).astype(np.float32), 16000)
     return sub, names, lengths, wavs
 
 

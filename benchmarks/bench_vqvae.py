@@ -1,5 +1,5 @@
 """VQ-VAE-2 training speed per preset: optimisation steps per second of the real training step
-(`pipeline.train_vqvae.train_step`) on random log-mel batches of each preset's batch size and
+(`pipeline.train.vqvae.train_step`) on random log-mel batches of each preset's batch size and
 segment length, for 1 and 2 torch threads.
 
     .venv/bin/python benchmarks/bench_vqvae.py [--presets tiny,demo,full] [--steps 20] [--threads 1,2]
@@ -22,9 +22,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.vqvae2 import STRIDE, VQVAE2  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
-from pipeline.runtime import pick_device  # noqa: E402
-from pipeline.train_vqvae import model_config, train_step  # noqa: E402
+from pipeline.core.config import load_config  # noqa: E402
+from pipeline.core.runtime import pick_device  # noqa: E402
+from pipeline.train.vqvae import model_config, train_step  # noqa: E402
 
 NUM_SPEAKERS = 40
 

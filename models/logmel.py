@@ -20,27 +20,25 @@ from torch import nn
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    sample_rate: int = 16000
-    n_fft: int = 1024
-    win_length: int = 400
-    hop_length: int = 160
-    n_mels: int = 80
-    f_min: float = 0.0
-    f_max: float = 8000.0
-    log_floor: float = 1e-5
-    peak_norm: float = 0.95
+    """The front end's settings (the config's ``features`` section; stored in every features
+    file and checkpoint)."""
+    sample_rate: int
+    n_fft: int
+    win_length: int
+    hop_length: int
+    n_mels: int
+    f_min: float
+    f_max: float
+    log_floor: float
+    peak_norm: float
 
     @classmethod
     def from_dict(cls, data: dict) -> "FeatureSpec":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown feature spec keys: {sorted(unknown)}")
-        kwargs = {}
-        for f in dataclasses.fields(cls):
-            if f.name in data:
-                kwargs[f.name] = type(f.default)(data[f.name])
-        return cls(**kwargs)
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        if set(data) != set(fields):
+            raise ValueError(f"feature spec keys differ: missing {sorted(set(fields) - set(data))}, "
+                             f"unknown {sorted(set(data) - set(fields))}")
+        return cls(**{name: (int if kind in ("int", int) else float)(data[name]) for name, kind in fields.items()})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -64,7 +62,7 @@ def mel_filterbank(spec: FeatureSpec) -> torch.Tensor:
 class LogMel(nn.Module):
     """(batch, samples) waveform -> (batch, n_mels, ceil(samples / hop)) log10 magnitude mel."""
 
-    def __init__(self, spec: FeatureSpec = FeatureSpec()):
+    def __init__(self, spec: FeatureSpec):
         super().__init__()
         if (spec.n_fft - spec.hop_length) % 2:
             raise ValueError("n_fft - hop_length must be even for symmetric padding")

@@ -141,18 +141,6 @@ class MultiScaleDiscriminator(nn.Module):
         return outputs
 
 
-def build_generator(cfg: dict, n_mels: int, n_speakers: int = 0) -> Generator:
-    """The generator described by a config's ``melgan.generator`` section."""
-    return Generator(n_mels=n_mels, ngf=int(cfg["ngf"]), ratios=cfg["ratios"], n_residual=int(cfg["n_residual"]),
-                     n_speakers=n_speakers, speaker_dim=int(cfg.get("speaker_dim", 16)))
-
-
-def build_discriminator(cfg: dict) -> MultiScaleDiscriminator:
-    """The discriminator described by a config's ``melgan.discriminator`` section."""
-    return MultiScaleDiscriminator(scales=int(cfg["scales"]), ndf=int(cfg["ndf"]), n_layers=int(cfg["layers"]),
-                                   downsample=int(cfg.get("downsample", 4)), max_channels=int(cfg["max_channels"]))
-
-
 def remove_weight_norm(model: nn.Module) -> nn.Module:
     """Fold weight normalisation into plain weights (same outputs, faster inference)."""
     for module in model.modules():

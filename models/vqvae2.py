@@ -138,13 +138,17 @@ class VQVAE2(nn.Module):
         t = mel.shape[-1]
         if t < 1:
             raise ValueError("cannot encode an empty mel")
-        x = F.pad(self.normalize(mel), (0, -t % STRIDE))
+        enc = self.encode_normalized(F.pad(self.normalize(mel), (0, -t % STRIDE)))
+        tb, tt = self.code_lengths(t)
+        return Encoded(_crop_output(enc.top, tt), _crop_output(enc.bottom, tb), enc.prequant[..., :tb])
+
+    def encode_normalized(self, x: torch.Tensor) -> Encoded:
+        """Normalised log-mel (B, n_mels, T), T a multiple of STRIDE (padded with zeros) -> codes
+        of every frame (T/2 bottom, T/4 top), uncropped."""
         h_bottom = self.enc_bottom(x)
         top = self.quant_top(self.enc_top(h_bottom))
         prequant = self.pre_bottom(torch.cat([h_bottom, self.dec_top(top.quantized)], 1))
-        bottom = self.quant_bottom(prequant)
-        tb, tt = self.code_lengths(t)
-        return Encoded(_crop_output(top, tt), _crop_output(bottom, tb), prequant[..., :tb])
+        return Encoded(top, self.quant_bottom(prequant), prequant)
 
     def decode(self, top: torch.Tensor, bottom: torch.Tensor, speaker: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Quantized vectors top (B, top_dim, ceil(T/4)) and bottom (B, bottom_dim, ceil(T/2)),

@@ -6,21 +6,22 @@ Sub-commands are imported lazily so that ``zs2020 --help`` and light commands st
 from __future__ import annotations
 
 import importlib
+import signal
 
 import click
 
 # name -> ("module:attribute", one-line help shown in `zs2020 --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "corpus": ("pipeline.corpus:corpus_command", "Synthesize the offline demo corpus in the ZeroSpeech 2019 layout."),
-    "features": ("pipeline.features:features_command", "Dump log-mel features of a dataset to HDF5."),
-    "train-vqvae": ("pipeline.train_vqvae:train_vqvae_command", "Train the speaker-conditioned VQ-VAE-2."),
-    "encode": ("pipeline.encode:encode_command", "Encode wavs, a folder or a dataset split to discrete units."),
-    "train-melgan": ("pipeline.train_melgan:train_melgan_command", "Train the MelGAN vocoder on the target voices."),
-    "convert": ("pipeline.convert:convert_command", "Re-speak utterances in a target voice (one file or synthesis.txt)."),
-    "submit": ("pipeline.submit:submit_command", "Write a submission folder and zip in the official layout."),
-    "validate": ("pipeline.validate:validate_command", "Validate a submission folder or zip (stricter than official)."),
-    "evaluate": ("pipeline.evaluate:evaluate_command", "Score a submission: ABX, bitrate and converted-speech measures."),
-    "units": ("pipeline.units:units_group", "Inspect discovered units: stats, phones, leakage, plot, show, listen."),
+    "corpus": ("pipeline.stages.corpus:corpus_command", "Synthesize the offline demo corpus in the ZeroSpeech 2019 layout."),
+    "features": ("pipeline.stages.features:features_command", "Dump log-mel features of a dataset to HDF5."),
+    "train-vqvae": ("pipeline.stages.train:train_vqvae_command", "Train the speaker-conditioned VQ-VAE-2."),
+    "encode": ("pipeline.stages.encode:encode_command", "Encode wavs, a folder or a dataset split to discrete units."),
+    "train-melgan": ("pipeline.stages.train:train_melgan_command", "Train the MelGAN vocoder on the target voices."),
+    "convert": ("pipeline.stages.convert:convert_command", "Re-speak utterances in a target voice (one file or synthesis.txt)."),
+    "submit": ("pipeline.stages.submit:submit_command", "Write a submission folder and zip in the official layout."),
+    "validate": ("pipeline.stages.validate:validate_command", "Validate a submission folder or zip (stricter than official)."),
+    "evaluate": ("pipeline.stages.evaluate:evaluate_command", "Score a submission: ABX, bitrate and converted-speech measures."),
+    "units": ("pipeline.stages.units:units_group", "Inspect discovered units: stats, phones, leakage, plot, show, listen."),
 }
 
 
@@ -55,6 +56,13 @@ def main():
     Typical order: corpus -> features -> train-vqvae -> train-melgan -> submit -> validate
     -> evaluate. `make all` runs the chain on the embedded demo corpus.
     """
+    # SIGTERM (kill, a scheduler's timeout) unwinds like Ctrl-C: temporary outputs are removed,
+    # and worker processes follow their parent (pipeline.core.pool).
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -1,25 +1,25 @@
-"""Log-mel features: extraction from audio (the one implementation, via models.logmel)."""
+"""Log-mel features: extraction from audio (the one implementation, via models.logmel), and the
+HDF5 feature store every training stage reads."""
 from __future__ import annotations
 
 import functools
 import json
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import click
 import h5py
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from models.logmel import FeatureSpec, LogMel
-from pipeline.audio import peak_normalize, read_wav
-from pipeline.config import fingerprint, load_config
-from pipeline.dataset import ALL_SPLITS, LANGUAGES, Dataset
-from pipeline.errors import UserError
-from pipeline.io import atomic_path
+from pipeline.contract.dataset import Dataset
+from pipeline.contract.names import ALL_SPLITS, LANGUAGES
+from pipeline.core.audio import peak_normalize, read_wav
+from pipeline.core.config import Config
+from pipeline.core.errors import UserError
+from pipeline.core.io import atomic_path, output_lock
+from pipeline.core.pool import parallel_map
+from pipeline.core.stamp import files_identity, fingerprint, is_up_to_date, write_stamp
 
 
 @functools.lru_cache(maxsize=4)
@@ -32,14 +32,14 @@ def prepare_audio(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     return peak_normalize(np.asarray(audio, dtype=np.float32), spec.peak_norm)
 
 
-def logmel(audio: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.ndarray:
+def logmel(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """float audio at spec.sample_rate -> (n_mels, ceil(len / hop)) float32 log10 mel."""
     with torch.no_grad():
         wav = torch.from_numpy(prepare_audio(audio, spec))
         return _extractor(spec)(wav)[0].numpy().astype(np.float32)
 
 
-def wav_to_logmel(path: str | os.PathLike, spec: FeatureSpec = FeatureSpec()) -> np.ndarray:
+def wav_to_logmel(path: str | os.PathLike, spec: FeatureSpec) -> np.ndarray:
     return logmel(read_wav(path, spec.sample_rate), spec)
 
 
@@ -49,18 +49,16 @@ def wav_to_logmel(path: str | os.PathLike, spec: FeatureSpec = FeatureSpec()) ->
 # dataset (n_mels, frames) at its ``Utterance.key`` (``train/unit/S001_0001``), with attrs
 # speaker, split, duration, num_samples and path (relative to the dataset root). File attrs:
 # ``format``, ``feature_spec`` (JSON of the FeatureSpec), ``dataset_root`` (absolute),
-# ``language`` and ``fingerprint`` (spec + every wav's name, size and mtime: the up-to-date check).
+# ``language`` and ``fingerprint`` (spec + every wav's name, size and mtime: the data identity
+# training runs record; the same fingerprint in the file's stamp is the up-to-date check).
 
 FORMAT = "zs2020-features/1"
 CHUNK = 16  # max utterances per worker task: amortises inter-process overhead on short excerpts
 
 
-def feature_spec(config: dict) -> FeatureSpec:
-    """The FeatureSpec of a resolved config (its ``features`` section)."""
-    try:
-        return FeatureSpec.from_dict(config.get("features") or {})
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"bad features section in the config: {exc}") from None
+def feature_spec(config: Config) -> FeatureSpec:
+    """The FeatureSpec of a config (its ``features`` section, already checked)."""
+    return FeatureSpec.from_dict(config.features.to_dict())
 
 
 class FeatureStore:
@@ -150,28 +148,8 @@ def open_feature_dir(features_dir: str | os.PathLike, spec: FeatureSpec | None =
     return stores
 
 
-def _wav_identity(utts) -> list:
-    out = []
-    for u in utts:
-        st = u.path.stat()
-        out.append((u.key, st.st_size, st.st_mtime_ns))
-    return out
-
-
 def _dump_fingerprint(spec: FeatureSpec, utts) -> str:
-    return fingerprint(FORMAT, spec.to_dict(), _wav_identity(utts))
-
-
-def _stored_fingerprint(path) -> str | None:
-    try:
-        with h5py.File(path, "r") as h5:
-            return str(h5.attrs.get("fingerprint"))
-    except OSError:
-        return None
-
-
-def _worker_init() -> None:
-    torch.set_num_threads(1)
+    return fingerprint(FORMAT, spec.to_dict(), files_identity((u.key, u.path) for u in utts))
 
 
 def _compute_chunk(args) -> list[tuple[str, np.ndarray, int]]:
@@ -184,38 +162,30 @@ def _compute_chunk(args) -> list[tuple[str, np.ndarray, int]]:
     return out
 
 
-def _iter_features(utts, spec: FeatureSpec, jobs: int):
-    """Yield (key, mel, num_samples) in any order, over ``jobs`` processes."""
+def _iter_features(utts, spec: FeatureSpec, jobs: int, progress: bool, desc: str):
+    """Yield (key, mel, num_samples) in any order, over ``jobs`` processes (one torch thread
+    each: these small STFTs gain nothing from intra-op threads)."""
     items = [(u.key, str(u.path)) for u in utts]
     size = max(1, min(CHUNK, len(items) // (4 * jobs)))  # several chunks per worker: balanced load
     chunks = [(items[i:i + size], spec) for i in range(0, len(items), size)]
-    if jobs <= 1 or len(chunks) <= 1:
-        # One thread, as in the workers: these small STFTs gain nothing from intra-op threads,
-        # and on a busy machine two threads made the dump ten times slower.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            for chunk in chunks:
-                yield from _compute_chunk(chunk)
-        finally:
-            torch.set_num_threads(threads)
-        return
-    # fork starts workers without re-importing torch (seconds each on a busy machine); like
-    # torch's DataLoader workers they run torch with one thread, which keeps OpenMP fork-safe.
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     _extractor(spec)  # build the filter bank once here; forked workers inherit it
-    ctx = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init) as pool:
-        for result in pool.map(_compute_chunk, chunks):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for result in parallel_map(_compute_chunk, chunks, jobs, ordered=False, desc=desc, unit="utt",
+                                   progress=progress, weight=lambda chunk, _: len(chunk[0]), total=len(items)):
             yield from result
+    finally:
+        torch.set_num_threads(threads)
 
 
-def dump_features(dataset_root: str | os.PathLike, out_dir: str | os.PathLike, config: dict, jobs: int = 2,
-                  force: bool = False, languages=None, progress: bool = True) -> list:
+def dump_features(dataset_root: str | os.PathLike, out_dir: str | os.PathLike, config: Config, jobs: int = 2,
+                  force: bool = False, languages=None, progress: bool = True, log=print) -> list:
     """Write ``out_dir/<language>.h5`` for every language of the dataset (or ``languages``).
 
-    Skips a language whose file is up to date (same spec and same wav names/sizes/mtimes)
-    unless ``force``. Each file is written to a temporary name and renamed. Returns the paths.
+    Skips a language whose file is up to date (its stamp records the same spec and wav
+    names/sizes/mtimes) unless ``force``. Each file is written to a temporary name and renamed.
+    Returns the paths.
     """
     root = Path(dataset_root).resolve()
     spec = feature_spec(config)
@@ -231,51 +201,24 @@ def dump_features(dataset_root: str | os.PathLike, out_dir: str | os.PathLike, c
             raise UserError(f"{ds.lang_dir}: no .wav files in any split")
         out = out_dir / f"{lang}.h5"
         fp = _dump_fingerprint(spec, utts)
-        if not force and out.is_file() and _stored_fingerprint(out) == fp:
-            if progress:
-                click.echo(f"{out}: up to date ({len(utts)} utterances)")
-            written.append(out)
-            continue
-        by_key = {u.key: u for u in utts}
-        # libver="latest": compact attribute storage, about twice as fast for thousands of excerpts.
-        with atomic_path(out) as tmp, h5py.File(tmp, "w", libver="latest") as h5:
-            h5.attrs.update({"format": FORMAT, "feature_spec": json.dumps(spec.to_dict()),
-                             "dataset_root": str(root), "language": lang, "fingerprint": fp,
-                             "num_utterances": len(utts)})
-            bar = tqdm(total=len(utts), desc=f"features {lang}", unit="utt", disable=not progress,
-                       dynamic_ncols=True)
-            for key, mel, num_samples in _iter_features(utts, spec, jobs):
-                utt = by_key[key]
-                dset = h5.create_dataset(key, data=mel)
-                dset.attrs.update({"speaker": utt.speaker, "split": utt.split, "num_samples": num_samples,
-                                   "duration": num_samples / spec.sample_rate,
-                                   "path": str(utt.path.relative_to(root))})
-                bar.update(1)
-            bar.close()
+        with output_lock(out, "features run"):
+            if not force and is_up_to_date(out, fp):
+                if progress:
+                    log(f"{out}: up to date ({len(utts)} utterances)")
+                written.append(out)
+                continue
+            by_key = {u.key: u for u in utts}
+            # libver="latest": compact attribute storage, about twice as fast for thousands of excerpts.
+            with atomic_path(out) as tmp, h5py.File(tmp, "w", libver="latest") as h5:
+                h5.attrs.update({"format": FORMAT, "feature_spec": json.dumps(spec.to_dict()),
+                                 "dataset_root": str(root), "language": lang, "fingerprint": fp,
+                                 "num_utterances": len(utts)})
+                for key, mel, num_samples in _iter_features(utts, spec, jobs, progress, f"features {lang}"):
+                    utt = by_key[key]
+                    dset = h5.create_dataset(key, data=mel)
+                    dset.attrs.update({"speaker": utt.speaker, "split": utt.split, "num_samples": num_samples,
+                                       "duration": num_samples / spec.sample_rate,
+                                       "path": str(utt.path.relative_to(root))})
+            write_stamp(out, fp)
         written.append(out)
     return written
-
-
-@click.command("features", context_settings={"show_default": True})
-@click.option("--dataset", "dataset_root", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Dataset root holding 2019/<language>/ (the demo corpus or the real ZeroSpeech 2020 data).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Output folder; one <language>.h5 per language is written there.")
-@click.option("--config", "preset", default="demo",
-              help="Preset name (tiny, demo, full) or a YAML file; its features section is the spec.")
-@click.option("--language", type=click.Choice(["all", *LANGUAGES]), default="all",
-              help="Which language to dump (all = every language present in the dataset).")
-@click.option("--jobs", type=click.IntRange(min=1), default=2, help="Parallel worker processes.")
-@click.option("--force", is_flag=True, help="Recompute even when the features file is up to date.")
-@click.argument("overrides", nargs=-1)
-def features_command(dataset_root, out_dir, preset, language, jobs, force, overrides):
-    """Dump log-mel features (80 mels, 10 ms hop) of every wav of a dataset to HDF5.
-
-    OVERRIDES are key=value config overrides (e.g. features.n_mels=80). A language whose file
-    is up to date (same spec, same wavs) is skipped.
-    """
-    config = load_config(preset, overrides)
-    languages = None if language == "all" else [language]
-    for path in dump_features(dataset_root, out_dir, config, jobs=jobs, force=force, languages=languages):
-        with FeatureStore(path) as store:
-            click.echo(f"{path}: {len(store)} utterances")

@@ -2,10 +2,10 @@
 trained models, each built once per test session (CI-sized: seconds to a minute each).
 
 Contract with the pipeline modules (each fixture calls one public function):
-    pipeline.corpus.build_corpus(out_dir, scale="tiny", jobs=2) -> Path (the corpus root)
+    pipeline.corpus.build.build_corpus(out_dir, scale="tiny", jobs=2) -> Path (the corpus root)
     pipeline.features.dump_features(dataset_root, out_dir, config, jobs=...) -> list[Path] (.h5 files)
-    pipeline.train_vqvae.train(features_dir, out_dir, config) -> Path (checkpoint.pt)
-    pipeline.train_melgan.train(features_dir, out_dir, config) -> Path (checkpoint.pt)
+    pipeline.train.vqvae.train(features_dir, out_dir, config) -> Path (checkpoint.pt)
+    pipeline.train.melgan.train(features_dir, dataset_root, out_dir, config) -> Path (checkpoint.pt)
 """
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 @pytest.fixture(scope="session")
 def tiny_config():
-    from pipeline.config import load_config
+    from pipeline.core.config import load_config
     return load_config("tiny")
 
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
-    from pipeline.corpus import build_corpus
+    from pipeline.corpus.build import build_corpus
     return build_corpus(tmp_path_factory.mktemp("corpus") / "corpus", scale="tiny", jobs=2)
 
 
@@ -38,14 +38,14 @@ def tiny_features(tiny_corpus, tiny_config, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_vqvae(tiny_features, tiny_config):
-    from pipeline.train_vqvae import train
+    from pipeline.train.vqvae import train
     return train(tiny_features, tiny_features.parent / "vqvae", tiny_config)
 
 
 @pytest.fixture(scope="session")
-def tiny_melgan(tiny_features, tiny_config):
-    from pipeline.train_melgan import train
-    return train(tiny_features, tiny_features.parent / "melgan", tiny_config)
+def tiny_melgan(tiny_features, tiny_corpus, tiny_config):
+    from pipeline.train.melgan import train
+    return train(tiny_features, tiny_corpus, tiny_features.parent / "melgan", tiny_config)
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.dataset import Dataset
-from submission.unitfile import write_units
+from pipeline.contract.dataset import Dataset
+from pipeline.contract.unitfile import write_units
+from tests.fixtures_config import SPEC
 
 METADATA_2019 = """abx distance: {distance}
 system description: test features written as units
@@ -23,17 +24,16 @@ def write_feature_submission(corpus: Path, out: Path, features=None, distance: s
     test wav (default: our log-mel, i.e. the log-mel baseline). ``converted="reference"``
     copies the target voice's own rendering as the converted wav (a perfect conversion),
     ``"source"`` copies the source utterance (no conversion at all)."""
-    from models.logmel import FeatureSpec
-    from pipeline.evaluate import baseline_features
-    spec = FeatureSpec()
-    features = features or (lambda audio: baseline_features(audio, spec)["logmel"])
+    from pipeline.evaluation.baselines import baseline_features
+    features = features or (lambda audio: baseline_features(audio, SPEC)["logmel"])
     ds = Dataset(corpus, "english")
     test = out / "2019" / "english" / "test"
     test.mkdir(parents=True, exist_ok=True)
+    (out / "2019" / "surprise").mkdir(exist_ok=True)       # the official layout has both languages
     (out / "metadata.yaml").write_text("author: tests\naffiliation: none\nopen source: false\n")
     (out / "2019" / "metadata.yaml").write_text(METADATA_2019.format(distance=distance))
     for utt in ds.utterances("test"):
-        write_units(test / f"{utt.utt_id}.txt", np.asarray(features(utt.read()), dtype=np.float32))
+        write_units(test / f"{utt.utt_id}.txt", np.asarray(features(utt.read(SPEC.sample_rate)), dtype=np.float32))
     if converted:
         for line in ds.synthesis():
             src = ds.reference(line).path if converted == "reference" else line.source.path

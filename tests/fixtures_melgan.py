@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import apply_overrides
 
 # A few steps, no samples or validation: enough to test resume and metadata, in seconds.
 SHORT = ("melgan.train.warmup_steps=2", "melgan.train.checkpoint_every=2", "melgan.train.log_every=1",
@@ -12,12 +11,12 @@ SHORT = ("melgan.train.warmup_steps=2", "melgan.train.checkpoint_every=2", "melg
 
 
 def short_config(base: dict, steps: int, *extra: str) -> dict:
-    return apply_overrides(base, (*SHORT, f"melgan.train.steps={steps}", *extra))
+    return base.replace((*SHORT, f"melgan.train.steps={steps}", *extra))
 
 
 @pytest.fixture(scope="module")
-def conditioned_melgan(tiny_features, tiny_config, tmp_path_factory):
+def conditioned_melgan(tiny_features, tiny_corpus, tiny_config, tmp_path_factory):
     """A speaker-conditioned vocoder (knows V001 and V002 only), trained 2 steps."""
-    from pipeline.train_melgan import train
+    from pipeline.train.melgan import train
     config = short_config(tiny_config, 2, "melgan.speaker_conditioned=true")
-    return train(tiny_features, tmp_path_factory.mktemp("melgan_cond"), config, progress=False)
+    return train(tiny_features, tiny_corpus, tmp_path_factory.mktemp("melgan_cond"), config, progress=False)

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.audio import write_wav
-from pipeline.dataset import LANGUAGES
-from submission.filelists import find_filelists
-from submission.unitfile import write_units
+from pipeline.core.audio import write_wav
+from pipeline.contract.names import LANGUAGES, SAMPLE_RATE
+from pipeline.contract.filelists import find_filelists
+from pipeline.contract.unitfile import write_units
 
 TOP_METADATA = "author: Test Author\naffiliation: Test Lab\nopen source: true\n"
 TRACK_METADATA = """abx distance: dtw_cosine
@@ -51,7 +51,7 @@ def build_handmade_submission(out: Path, dataset_root: Path, seed: int = 0) -> P
             write_units(lang_dir / "auxiliary_embedding1" / name, one_hot)
             write_units(lang_dir / "auxiliary_embedding2" / name, rng.standard_normal((frames, 4)))
         for name in lists.wav_files:
-            write_wav(lang_dir / "test" / name, rng.uniform(-0.3, 0.3, 4000))
+            write_wav(lang_dir / "test" / name, rng.uniform(-0.3, 0.3, 4000), SAMPLE_RATE)
     return out
 
 

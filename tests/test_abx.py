@@ -6,8 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from pipeline import abx
-from pipeline.errors import UserError
+from pipeline.contract.items import read_items
+from pipeline.evaluation import abx
+from pipeline.core.errors import UserError
 
 
 def items(phones, speakers, contexts=None, files=None):
@@ -203,15 +204,15 @@ def test_read_items(tmp_path):
     path = tmp_path / "test.item"
     path.write_text("#file onset offset #phone prev-phone next-phone speaker\n"
                     "S01_1 0.1 0.2 AA B C S01\n\nS02_1 0.0 0.3 AE B C S02\n")
-    table = abx.read_items(path)
+    table = read_items(path)
     assert table.files.tolist() == ["S01_1", "S02_1"]
     assert table.contexts.tolist() == ["B_C", "B_C"]
     assert table.offsets.tolist() == [0.2, 0.3]
     path.write_text("#file onset offset #phone prev-phone next-phone speaker\nS01_1 0.1 0.2 AA B S01\n")
     with pytest.raises(UserError, match=r"test.item:2: expected 7 columns"):
-        abx.read_items(path)
+        read_items(path)
     path.write_text("file onset offset\n")
     with pytest.raises(UserError, match="header"):
-        abx.read_items(path)
+        read_items(path)
     with pytest.raises(UserError, match="does not exist"):
-        abx.read_items(tmp_path / "missing.item")
+        read_items(tmp_path / "missing.item")

@@ -8,23 +8,22 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner
 
-from models.logmel import FeatureSpec
-from pipeline.dataset import Dataset
-from pipeline.errors import UserError
+from pipeline.contract.dataset import Dataset
+from pipeline.core.errors import UserError
 from pipeline.features import logmel
 from tests.fixtures_melgan import conditioned_melgan  # noqa: F401 (fixture)
+from tests.fixtures_config import SPEC
 
-SPEC = FeatureSpec()
 
 
 @pytest.fixture(scope="module")
 def converter(tiny_run):
-    from pipeline.convert import Converter
+    from pipeline.systems.converter import Converter
     return Converter(tiny_run / "vqvae" / "checkpoint.pt", tiny_run / "melgan" / "checkpoint.pt")
 
 
 def test_griffinlim_inverts_a_real_mel_with_exact_length(tiny_corpus):
-    from pipeline.convert import GriffinLimVocoder
+    from pipeline.systems.converter import GriffinLimVocoder
     audio = Dataset(tiny_corpus).utterances("train/voice")[0].read()
     mel = logmel(audio, SPEC)
     vocoder = GriffinLimVocoder(SPEC)
@@ -40,11 +39,11 @@ def test_griffinlim_inverts_a_real_mel_with_exact_length(tiny_corpus):
 
 
 def test_convert_synthesis_writes_one_wav_per_line(converter, tiny_corpus, tmp_path):
-    from pipeline.convert import convert_synthesis
+    from pipeline.systems.converter import convert_synthesis
     dataset = Dataset(tiny_corpus)
     lines = dataset.synthesis()
     paths = convert_synthesis(dataset, tmp_path, converter, progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(line.output_name for line in lines)
+    assert sorted(p.name for p in tmp_path.glob("*.wav")) == sorted(line.output_name for line in lines)
     assert {line.voice for line in lines} == {"V001", "V002"}
     for line, path in zip(lines, paths):
         assert path.name == line.output_name
@@ -79,7 +78,7 @@ def test_synthesize_from_units(converter, tiny_corpus):
 
 
 def test_unknown_target_voice_is_one_clear_error(converter, conditioned_melgan, tiny_run):
-    from pipeline.convert import Converter
+    from pipeline.systems.converter import Converter
     with pytest.raises(UserError, match="unknown target voice 'V999'.*VQ-VAE.*V001, V002"):
         converter.convert(np.ones(800, np.float32) * 0.1, "V999")
     # a conditioned vocoder only speaks its own voices, even where the VQ-VAE knows the speaker

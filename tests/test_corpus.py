@@ -11,13 +11,15 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from pipeline import corpus_engines
-from pipeline.corpus import build_corpus, corpus_command, is_up_to_date
-from pipeline.corpus_abx import MIN_EXCERPT, scored_phones, select
-from pipeline.corpus_engines import _espeak_segments
-from pipeline.corpus_phones import PHONES, SNAP, Phone, canonical_espeak, canonical_flite, finalize
-from pipeline.corpus_plan import make_plan
-from pipeline.dataset import ALL_SPLITS, TRAIN_SPLITS, Dataset, read_alignment, read_filelist
+from pipeline.corpus import engines as corpus_engines
+from pipeline.corpus.build import build_corpus, is_up_to_date
+from pipeline.stages.corpus import corpus_command
+from pipeline.corpus.excerpts import MIN_EXCERPT, scored_phones, select
+from pipeline.corpus.engines import _espeak_segments
+from pipeline.corpus.phones import PHONES, SNAP, Phone, canonical_espeak, canonical_flite, finalize
+from pipeline.corpus.plan import make_plan
+from pipeline.contract.dataset import Dataset, read_alignment, read_filelist
+from pipeline.contract.names import ALL_SPLITS, TRAIN_SPLITS
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.dataset import Dataset, read_filelist
-from pipeline.errors import UserError
+from pipeline.contract.dataset import Dataset, read_filelist
+from pipeline.core.errors import UserError
 
 RATE = 16000
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from pipeline.dataset import Dataset
-from pipeline.encode import encode_command, load_vqvae
-from pipeline.errors import UserError
+from pipeline.contract.dataset import Dataset
+from pipeline.stages.encode import encode_command
+from pipeline.systems.vqvae import load_vqvae
+from pipeline.core.errors import UserError
 from pipeline.features import FeatureStore, wav_to_logmel
-from submission.unitfile import read_units
+from pipeline.contract.unitfile import read_units
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_units_have_exact_lengths_for_every_input_length(vq, samples):
 def test_vectors_are_the_codebook_rows_of_the_ids(vq, tiny_corpus):
     utt = Dataset(tiny_corpus).utterances("test")[0]
     units = vq.encode_wav(utt.path)
-    bottom, top = vq.codebooks
+    bottom, top = vq.codebooks["bottom"], vq.codebooks["top"]
     np.testing.assert_array_equal(units.bottom_vectors, bottom[units.bottom_ids])
     np.testing.assert_array_equal(units.top_vectors, top[np.repeat(units.top_ids, 2)[: len(units.bottom_ids)]])
     # Equal codes give byte-identical rows, so the unit file's distinct lines are the codes used.

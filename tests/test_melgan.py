@@ -13,11 +13,11 @@ from click.testing import CliRunner
 
 from models.gan_losses import (MelL1Loss, MultiResolutionSTFTLoss, discriminator_hinge_loss,
                                feature_matching_loss, generator_hinge_loss)
-from models.logmel import FeatureSpec
 from models.melgan import Generator, MultiScaleDiscriminator, count_parameters, remove_weight_norm
-from pipeline.checkpoint import load_checkpoint
-from pipeline.errors import UserError
+from pipeline.core.checkpoint import load_checkpoint
+from pipeline.core.errors import UserError
 from tests.fixtures_melgan import conditioned_melgan, short_config  # noqa: F401 (fixture)
+from tests.fixtures_config import SPEC
 
 
 # ---------------------------------------------------------------------------- modules
@@ -91,7 +91,7 @@ def test_spectral_losses_zero_for_identical_audio_and_grow_with_noise():
     torch.manual_seed(0)
     t = torch.arange(4000) / 16000
     clean = (0.5 * torch.sin(2 * math.pi * 220 * t)).unsqueeze(0)
-    mel, stft = MelL1Loss(FeatureSpec()), MultiResolutionSTFTLoss()
+    mel, stft = MelL1Loss(SPEC), MultiResolutionSTFTLoss()
     assert mel(clean, clean).item() == 0.0 and stft(clean, clean).item() < 1e-6
     small, large = clean + 0.01 * torch.randn_like(clean), clean + 0.3 * torch.randn_like(clean)
     assert 0 < mel(small, clean) < mel(large, clean)
@@ -101,20 +101,20 @@ def test_spectral_losses_zero_for_identical_audio_and_grow_with_noise():
 # ---------------------------------------------------------------------------- training
 def test_tiny_training_lowers_the_spectral_loss_and_writes_samples(tiny_melgan, tiny_config):
     ckpt = load_checkpoint(tiny_melgan, kind="melgan")
-    train_cfg = tiny_config["melgan"]["train"]
-    assert ckpt["step"] == train_cfg["steps"]
+    train_cfg = tiny_config.melgan.train
+    assert ckpt["step"] == train_cfg.steps
     history = ckpt["history"]
     assert history[-1]["mel_l1"] < history[0]["mel_l1"]
     validated = [r["val_mel_l1"] for r in history if "val_mel_l1" in r]
     assert len(validated) >= 2 and validated[-1] < validated[0]
     # the discriminator only joins after the generator-only warm-up
-    assert all("d_loss" not in r for r in history if r["step"] <= train_cfg["warmup_steps"])
-    assert any("d_loss" in r and "feature_matching" in r for r in history if r["step"] > train_cfg["warmup_steps"])
+    assert all("d_loss" not in r for r in history if r["step"] <= train_cfg.warmup_steps)
+    assert any("d_loss" in r and "feature_matching" in r for r in history if r["step"] > train_cfg.warmup_steps)
     assert ckpt["meta"]["speakers"] == {"V001": 0, "V002": 1}
     assert ckpt["meta"]["speaker_conditioned"] is False
     wavs = sorted((tiny_melgan.parent / "samples").glob("*.wav"))
     pngs = sorted((tiny_melgan.parent / "samples").glob("*.png"))
-    assert len(wavs) == len(pngs) == train_cfg["num_samples"]
+    assert len(wavs) == len(pngs) == train_cfg.num_samples
     info = sf.info(str(wavs[0]))
     assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
     assert (tiny_melgan.parent / "curves.png").is_file()
@@ -122,12 +122,12 @@ def test_tiny_training_lowers_the_spectral_loss_and_writes_samples(tiny_melgan, 
     assert rows == history
 
 
-def test_resumed_training_equals_uninterrupted(tiny_features, tiny_config, tmp_path):
-    from pipeline.train_melgan import train
-    straight = train(tiny_features, tmp_path / "a", short_config(tiny_config, 4), progress=False)
-    train(tiny_features, tmp_path / "b", short_config(tiny_config, 2), progress=False)
+def test_resumed_training_equals_uninterrupted(tiny_features, tiny_corpus, tiny_config, tmp_path):
+    from pipeline.train.melgan import train
+    straight = train(tiny_features, tiny_corpus, tmp_path / "a", short_config(tiny_config, 4), progress=False)
+    train(tiny_features, tiny_corpus, tmp_path / "b", short_config(tiny_config, 2), progress=False)
     logs = []
-    resumed = train(tiny_features, tmp_path / "b", short_config(tiny_config, 4), progress=False, log=logs.append)
+    resumed = train(tiny_features, tiny_corpus, tmp_path / "b", short_config(tiny_config, 4), progress=False, log=logs.append)
     assert any("resuming at step 2" in line for line in logs)
     a, b = load_checkpoint(straight), load_checkpoint(resumed)
     assert b["step"] == 4 and [r["step"] for r in b["history"]] == [1, 2, 3, 4]
@@ -136,20 +136,20 @@ def test_resumed_training_equals_uninterrupted(tiny_features, tiny_config, tmp_p
             assert torch.equal(value, b["models"][name][key]), (name, key)
 
 
-def test_finished_run_is_skipped_and_force_retrains(tiny_features, tiny_config, tmp_path):
-    from pipeline.train_melgan import train
+def test_finished_run_is_skipped_and_force_retrains(tiny_features, tiny_corpus, tiny_config, tmp_path):
+    from pipeline.train.melgan import train
     config = short_config(tiny_config, 1)
-    path = train(tiny_features, tmp_path, config, progress=False)
+    path = train(tiny_features, tiny_corpus, tmp_path, config, progress=False)
     stamp = path.stat().st_mtime_ns
     logs = []
-    train(tiny_features, tmp_path, config, progress=False, log=logs.append)
+    train(tiny_features, tiny_corpus, tmp_path, config, progress=False, log=logs.append)
     assert path.stat().st_mtime_ns == stamp and "up to date" in logs[0]
     # another config is another run: trains from scratch instead of resuming
     other = short_config(tiny_config, 1, "melgan.loss.mel=10.0")
-    train(tiny_features, tmp_path, other, progress=False, log=logs.append)
+    train(tiny_features, tiny_corpus, tmp_path, other, progress=False, log=logs.append)
     assert path.stat().st_mtime_ns != stamp and "from scratch" in logs[-1]
     stamp = path.stat().st_mtime_ns
-    train(tiny_features, tmp_path, other, force=True, progress=False)
+    train(tiny_features, tiny_corpus, tmp_path, other, force=True, progress=False)
     assert path.stat().st_mtime_ns != stamp and load_checkpoint(path)["step"] == 1
 
 
@@ -160,10 +160,10 @@ def test_conditioned_vocoder_records_its_voices(conditioned_melgan):
     assert ckpt["models"]["generator"]["speaker_embedding.weight"].shape[0] == 2
 
 
-def test_ratios_must_match_the_hop(tiny_features, tiny_config, tmp_path):
-    from pipeline.train_melgan import train
+def test_ratios_must_match_the_hop(tiny_features, tiny_corpus, tiny_config, tmp_path):
+    from pipeline.train.melgan import train
     with pytest.raises(UserError, match="multiply to 128"):
-        train(tiny_features, tmp_path / "x", short_config(tiny_config, 1, "melgan.generator.ratios=[4,4,4,2]"),
+        train(tiny_features, tiny_corpus, tmp_path / "x", short_config(tiny_config, 1, "melgan.generator.ratios=[4,4,4,2]"),
               progress=False)
     assert not (tmp_path / "x").exists()
 
@@ -173,20 +173,20 @@ def test_cli_help_and_one_line_errors(tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["train-melgan", "--help"])
     assert result.exit_code == 0
-    for option in ("--features", "--out", "--config", "--force", "--quiet", "OVERRIDES"):
+    for option in ("--features", "--dataset", "--out", "--config", "--force", "--quiet", "OVERRIDES"):
         assert option in result.output
     out = tmp_path / "out"
-    result = runner.invoke(main, ["train-melgan", "--features", str(tmp_path / "missing"), "--out", str(out),
-                                  "--config", "tiny"])
+    result = runner.invoke(main, ["train-melgan", "--features", str(tmp_path / "missing"), "--dataset", str(tmp_path),
+                                  "--out", str(out), "--config", "tiny"])
     assert result.exit_code == 1 and result.output.startswith("Error:") and result.output.count("\n") == 1
     assert not out.exists()
-    result = runner.invoke(main, ["train-melgan", "--features", str(tmp_path), "--out", str(out),
-                                  "--config", "tiny", "melgan.train.nonsense=1"])
+    result = runner.invoke(main, ["train-melgan", "--features", str(tmp_path), "--dataset", str(tmp_path),
+                                  "--out", str(out), "--config", "tiny", "melgan.train.nonsense=1"])
     assert result.exit_code == 1 and "unknown key" in result.output
 
 
 def test_random_crops_are_aligned_with_the_mel():
-    from pipeline.train_melgan import VoiceUtterance, random_crops
+    from pipeline.train.melgan import VoiceUtterance, random_crops
     hop = 160
     frames = 30
     audio = np.arange(frames * hop, dtype=np.float32)
@@ -202,13 +202,13 @@ def test_random_crops_are_aligned_with_the_mel():
             assert torch.all(m[:, 4:] == -5.0) and torch.all(w[4 * hop:] == 0)
 
 
-def test_vocoder_can_train_on_vqvae_reconstructions(tiny_features, tiny_vqvae, tiny_config, tmp_path):
+def test_vocoder_can_train_on_vqvae_reconstructions(tiny_features, tiny_corpus, tiny_vqvae, tiny_config, tmp_path):
     """input_mels=vqvae: inputs are the VQ-VAE's same-voice reconstructions (aligned, same
     shape as the stored mels, but not equal to them); the run's identity includes the VQ-VAE."""
-    from pipeline.encode import load_vqvae
-    from pipeline.train_melgan import load_voice_data, train
-    _, stored, _ = load_voice_data(tiny_features)
-    _, rebuilt, _ = load_voice_data(tiny_features, vqvae=load_vqvae(tiny_vqvae))
+    from pipeline.systems.vqvae import load_vqvae
+    from pipeline.train.melgan import load_voice_data, train
+    _, stored, _ = load_voice_data(tiny_features, tiny_corpus)
+    _, rebuilt, _ = load_voice_data(tiny_features, tiny_corpus, vqvae=load_vqvae(tiny_vqvae))
     assert [u.key for u in stored] == [u.key for u in rebuilt]
     for a, b in zip(stored, rebuilt):
         assert a.mel.shape == b.mel.shape and np.array_equal(a.audio, b.audio)
@@ -216,8 +216,8 @@ def test_vocoder_can_train_on_vqvae_reconstructions(tiny_features, tiny_vqvae, t
 
     config = short_config(tiny_config, 2, "melgan.train.input_mels=vqvae")
     with pytest.raises(UserError, match="--vqvae"):
-        train(tiny_features, tmp_path / "x", config, progress=False)
-    path = train(tiny_features, tmp_path / "gta", config, progress=False, vqvae_checkpoint=tiny_vqvae)
-    plain = train(tiny_features, tmp_path / "plain", short_config(tiny_config, 2), progress=False)
+        train(tiny_features, tiny_corpus, tmp_path / "x", config, progress=False)
+    path = train(tiny_features, tiny_corpus, tmp_path / "gta", config, progress=False, vqvae_checkpoint=tiny_vqvae)
+    plain = train(tiny_features, tiny_corpus, tmp_path / "plain", short_config(tiny_config, 2), progress=False)
     assert load_checkpoint(path)["fingerprint"] != load_checkpoint(plain)["fingerprint"]
     assert math.isfinite(load_checkpoint(path)["history"][-1]["mel_l1"])

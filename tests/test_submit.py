@@ -13,15 +13,15 @@ import soundfile as sf
 import yaml
 from click.testing import CliRunner
 
-from pipeline.checkpoint import load_checkpoint
+from pipeline.core.checkpoint import load_checkpoint
 from pipeline.cli import main
-from pipeline.config import apply_overrides
-from pipeline.dataset import Dataset
-from pipeline.errors import UserError
-from submission.filelists import find_filelists
-from submission.unitfile import read_units
+from pipeline.contract.dataset import Dataset
+from pipeline.core.errors import UserError
+from pipeline.contract.filelists import find_filelists
+from pipeline.contract.unitfile import read_units
 from submission.validator import validate_submission
-from submission.writer import stamp_path, write_submission
+from pipeline.core.stamp import stamp_path
+from pipeline.stages.submit import make_submission as write_submission
 
 pytestmark = pytest.mark.slow     # needs the trained tiny run (shared session fixture)
 
@@ -80,8 +80,8 @@ def test_one_wav_per_synthesis_line(written, tiny_corpus):
 
 def test_metadata_holds_the_real_settings(written, tiny_vqvae, tiny_melgan, tiny_config, tiny_corpus):
     top = yaml.safe_load((written.folder / "metadata.yaml").read_text())
-    assert top == {"author": tiny_config["submission"]["author"],
-                   "affiliation": tiny_config["submission"]["affiliation"], "open source": True}
+    assert top == {"author": tiny_config.submission.author,
+                   "affiliation": tiny_config.submission.affiliation, "open source": True}
     track = yaml.safe_load((written.folder / "2019/metadata.yaml").read_text())
     vq, mg = load_checkpoint(tiny_vqvae), load_checkpoint(tiny_melgan)
     assert track["abx distance"] == "dtw_cosine"
@@ -119,7 +119,7 @@ def test_up_to_date_submission_is_skipped(written, tiny_run, tiny_corpus, tiny_c
 
 
 def test_config_change_rebuilds_and_closed_source_has_no_code(tiny_run, tiny_corpus, tiny_config, tmp_path):
-    config = apply_overrides(tiny_config, ["submission.open_source=false", "submission.auxiliary=false",
+    config = tiny_config.replace(["submission.open_source=false", "submission.auxiliary=false",
                                            "submission.author=Jane Doe"])
     out = tmp_path / "closed"
     result = write_submission(tiny_corpus, tiny_run, out, config, vocoder="griffinlim", make_zip=False,
@@ -156,8 +156,8 @@ def test_bad_inputs_give_one_line_errors_and_write_nothing(tiny_run, tiny_corpus
     (lists / "embedding_filelist.txt").write_text("S999_0001.txt 0.5\n")
     with pytest.raises(UserError, match="S999_0001.txt.*has no matching .wav"):
         write_submission(tiny_corpus, tiny_run, out, tiny_config, filelists=lists, progress=False)
-    with pytest.raises(UserError, match="submission.author must be a non-empty str"):
-        write_submission(tiny_corpus, tiny_run, out, apply_overrides(tiny_config, ["submission.author="]),
+    with pytest.raises(UserError, match="submission.author: got ''; expected a non-empty string"):
+        write_submission(tiny_corpus, tiny_run, out, tiny_config.replace(["submission.author="]),
                          progress=False, vocoder="griffinlim")
     assert english is not None and not out.exists() and not out.with_name("sub.zip").exists()
     precious = tmp_path / "precious"

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline import unit_analysis as ua
+from pipeline.units import analysis as ua
 
 
 # ---------------------------------------------------------------------------- usage
@@ -208,7 +208,7 @@ def _invoke(args):
 
     from click.testing import CliRunner
 
-    from pipeline.units import units_group
+    from pipeline.stages.units import units_group
     result = CliRunner().invoke(units_group, args, catch_exceptions=False)
     return result, (json.loads(result.stdout) if "--json" in args and result.exit_code == 0 else None)
 
@@ -279,8 +279,8 @@ def test_plot_and_show_on_encoded_folder(fake_encoded, tmp_path):
 
 
 def test_listen_unit_parsing_and_top_choice():
-    from pipeline.errors import UserError
-    from pipeline.units import listen_units, parse_unit_tokens
+    from pipeline.core.errors import UserError
+    from pipeline.units.reports import listen_units, parse_unit_tokens
     assert parse_unit_tokens(["12", "40x3,7"], "unit") == [12, 40, 40, 40, 7]
     for bad in (["x"], ["3x0"], ["-1"], [""]):
         with pytest.raises(UserError):
@@ -288,16 +288,16 @@ def test_listen_unit_parsing_and_top_choice():
     sizes = {"bottom": 50, "top": 8}
     table = ua.cooccurrence([np.array([12, 12, 40, 40])], [np.array([3, 5])], 50, 8)
     # one unit held 100 ms = 5 bottom frames -> 3 top frames chosen from co-occurrence
-    bottom, top = listen_units([12], 100, None, sizes, lambda: table)
+    bottom, top = listen_units([12], 100, None, sizes, lambda: table, 20)
     assert bottom.tolist() == [12] * 5 and top.tolist() == [3, 3, 3]
-    bottom, top = listen_units([12, 40, 40], None, [7], sizes, lambda: pytest.fail("not needed"))
+    bottom, top = listen_units([12, 40, 40], None, [7], sizes, lambda: pytest.fail("not needed"), 20)
     assert top.tolist() == [7, 7]
     with pytest.raises(UserError, match="need 2 top ids"):
-        listen_units([12, 40, 40], None, [1, 2, 3], sizes, lambda: table)
+        listen_units([12, 40, 40], None, [1, 2, 3], sizes, lambda: table, 20)
     with pytest.raises(UserError, match="out of range"):
-        listen_units([60], None, None, sizes, lambda: table)
+        listen_units([60], None, None, sizes, lambda: table, 20)
     with pytest.raises(UserError, match="out of range"):
-        listen_units([1, 2], None, [9], sizes, lambda: table)
+        listen_units([1, 2], None, [9], sizes, lambda: table, 20)
 
 
 # ---------------------------------------------------------------------------- CLI on the tiny trained run
@@ -314,7 +314,7 @@ def unit_run(tiny_run, tmp_path_factory):
 
 @pytest.mark.slow
 def test_run_stats_phones_and_cache(unit_run, tiny_corpus, tmp_path, monkeypatch):
-    import pipeline.units as units_mod
+    import pipeline.units.source as units_mod
     common = ["--run", str(unit_run), "--dataset", str(tiny_corpus), "--json", "--out", str(tmp_path)]
     result, stats = _invoke(["stats", *common])
     assert result.exit_code == 0, result.output
@@ -337,7 +337,7 @@ def test_run_stats_phones_and_cache(unit_run, tiny_corpus, tmp_path, monkeypatch
     assert (tmp_path / "usage.png").is_file()
 
     # up to date: the second command must not load the model at all
-    monkeypatch.setattr(units_mod, "_load_vqvae", lambda *a: pytest.fail("cache should have been used"))
+    monkeypatch.setattr(units_mod, "load_system", lambda *a: pytest.fail("cache should have been used"))
     result, phones = _invoke(["phones", *common])
     assert result.exit_code == 0, result.output
     for level in ("bottom", "top"):
@@ -372,8 +372,8 @@ def test_run_leakage_plot_show(unit_run, tiny_corpus, tmp_path):
     # show: the same utterance by key, via `zs2020 encode` npz, and as a wav path agree
     from click.testing import CliRunner
 
-    from pipeline.dataset import Dataset
-    from pipeline.encode import encode_command
+    from pipeline.contract.dataset import Dataset
+    from pipeline.stages.encode import encode_command
     utt = Dataset(tiny_corpus).synthesis()[0].source
     encoded = tmp_path / "encoded"
     enc = CliRunner().invoke(encode_command, ["--checkpoint", str(unit_run / "vqvae" / "checkpoint.pt"),
@@ -431,8 +431,8 @@ def test_cache_follows_the_wavs(unit_run, tiny_corpus, tmp_path, monkeypatch):
 
     import soundfile as sf
 
-    import pipeline.units as units_mod
-    from pipeline.dataset import Dataset
+    import pipeline.units.source as units_mod
+    from pipeline.contract.dataset import Dataset
     test_dir = tmp_path / "corpus" / "2019" / "english" / "test"
     test_dir.mkdir(parents=True)
     for wav in sorted((tiny_corpus / "2019" / "english" / "test").glob("*.wav"))[:3]:
@@ -444,13 +444,13 @@ def test_cache_follows_the_wavs(unit_run, tiny_corpus, tmp_path, monkeypatch):
     first = units_mod.encode_splits(run, dataset, ["test"], "cpu", progress=False)
     assert len(first.utterances) == 3
 
-    real_load = units_mod._load_vqvae
-    monkeypatch.setattr(units_mod, "_load_vqvae", lambda *a: pytest.fail("cache should have been used"))
+    real_load = units_mod.load_system
+    monkeypatch.setattr(units_mod, "load_system", lambda *a: pytest.fail("cache should have been used"))
     again = units_mod.encode_splits(run, Dataset(tmp_path / "corpus"), ["test"], "cpu", progress=False)
     assert [u.bottom.tolist() for u in again.utterances] == [u.bottom.tolist() for u in first.utterances]
 
     loads = []
-    monkeypatch.setattr(units_mod, "_load_vqvae", lambda *a: loads.append(1) or real_load(*a))
+    monkeypatch.setattr(units_mod, "load_system", lambda *a: loads.append(1) or real_load(*a))
     victim = sorted(test_dir.glob("*.wav"))[0]
     audio, sr = sf.read(victim, dtype="float32")
     sf.write(victim, audio[: len(audio) // 2], sr, subtype="PCM_16")      # shorter: new units

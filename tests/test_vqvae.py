@@ -9,9 +9,8 @@ import torch
 
 from models.quantizer import VectorQuantizer
 from models.vqvae2 import VQVAE2, VQVAE2Config, time_jitter
-from pipeline.checkpoint import load_checkpoint
-from pipeline.config import apply_overrides
-from pipeline.errors import UserError
+from pipeline.core.checkpoint import load_checkpoint
+from pipeline.core.errors import UserError
 
 torch.set_num_threads(1)
 
@@ -168,17 +167,17 @@ def _history(ckpt_path):
 
 def test_training_loss_falls_and_codebooks_stay_alive(tiny_vqvae, tiny_config):
     hist = _history(tiny_vqvae)
-    assert hist[-1]["step"] == tiny_config["vqvae"]["train"]["steps"]
+    assert hist[-1]["step"] == tiny_config.vqvae.train.steps
     assert hist[-1]["recon"] < 0.75 * hist[0]["recon"]
     val = [r for r in hist if "val_recon" in r]
     assert len(val) >= 2 and val[-1]["val_recon"] < val[0]["val_recon"]
-    k_b = tiny_config["vqvae"]["model"]["bottom_codes"]
+    k_b = tiny_config.vqvae.model.bottom_codes
     assert hist[-1]["ppl_b"] > 4 and val[-1]["val_used_b"] > k_b / 4
     assert (tiny_vqvae.parent / "curves.png").stat().st_size > 1000
 
 
 def test_checkpoint_meta_has_what_inference_needs(tiny_vqvae, tiny_corpus):
-    from pipeline.dataset import Dataset
+    from pipeline.contract.dataset import Dataset
     ckpt = load_checkpoint(tiny_vqvae, kind="vqvae")
     meta = ckpt["meta"]
     assert meta["speakers"] == Dataset(tiny_corpus).speaker_ids()
@@ -190,14 +189,14 @@ def test_checkpoint_meta_has_what_inference_needs(tiny_vqvae, tiny_corpus):
 
 
 def test_finished_training_is_skipped(tiny_vqvae, tiny_features, tiny_config):
-    from pipeline.train_vqvae import train
+    from pipeline.train.vqvae import train
     stamp = tiny_vqvae.stat().st_mtime_ns
     assert train(tiny_features, tiny_vqvae.parent, tiny_config, progress=False) == tiny_vqvae
     assert tiny_vqvae.stat().st_mtime_ns == stamp
 
 
 def test_missing_features_is_one_clear_error(tmp_path, tiny_config):
-    from pipeline.train_vqvae import train
+    from pipeline.train.vqvae import train
     with pytest.raises(UserError, match="no features file"):
         train(tmp_path / "nothing", tmp_path / "out", tiny_config, progress=False)
     assert not (tmp_path / "out" / "checkpoint.pt").exists()
@@ -205,10 +204,10 @@ def test_missing_features_is_one_clear_error(tmp_path, tiny_config):
 
 @pytest.mark.slow
 def test_resume_after_a_kill_replays_the_uninterrupted_run(tiny_features, tiny_config, tmp_path, monkeypatch):
-    from pipeline import training
-    from pipeline.train_vqvae import train
+    from pipeline.core import training
+    from pipeline.train.vqvae import train
     # restart_every 7 puts a dead-code restart on each side of the interruption at step 10.
-    config = apply_overrides(tiny_config, ["vqvae.train.steps=20", "vqvae.train.checkpoint_every=10",
+    config = tiny_config.replace(["vqvae.train.steps=20", "vqvae.train.checkpoint_every=10",
                                            "vqvae.train.validate_every=10", "vqvae.quantizer.restart_every=7"])
     straight = train(tiny_features, tmp_path / "straight", config, progress=False)
 

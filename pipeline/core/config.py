@@ -1,0 +1,487 @@
+"""Configs are data: YAML presets (tiny, demo, full) plus ``key=value`` overrides, checked
+against one typed schema.
+
+The schema below is the only description of the config: every key, its type and its allowed
+range. It holds no defaults: each preset states every key (a missing one is an error), so a
+value lives in exactly one place, the preset, and every stage reads it as a typed attribute
+(``config.vqvae.train.steps``). Overrides use dotted keys (``vqvae.train.steps=200``) parsed as
+YAML (``true``, ``1e-3``, ``[5,4,4,2]``) and are applied before the check, so a typo, a value of
+the wrong type or out of range is one line naming the key, the value and what is allowed.
+
+Checkpoints store ``config.to_dict()`` (plain YAML types); ``Config.from_dict`` checks it again
+when a later stage reads a run's own config (``load_run_config``).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+import yaml
+
+from pipeline.core.errors import UserError
+
+PRESET_DIR = Path(__file__).resolve().parents[1] / "configs"
+PRESETS = ("tiny", "demo", "full")
+LANGUAGE = Literal["english", "surprise"]
+MAX_CONFIG_BYTES = 1 << 20
+
+
+# ============================================================================ schema machinery
+def key(*, ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
+        min_items: int = 0, length: int | None = None) -> Any:
+    """A schema field: numeric bounds (for numbers and for every number inside a list), the
+    minimum number of items of a list, or its exact length."""
+    return dataclasses.field(metadata={"ge": ge, "gt": gt, "le": le, "lt": lt, "min_items": min_items,
+                                       "length": length})
+
+
+class _Invalid(Exception):
+    def __init__(self, expected: str):
+        super().__init__(expected)
+        self.expected = expected
+
+
+def _describe(kind) -> str:
+    origin = typing.get_origin(kind)
+    if kind is bool:
+        return "true or false"
+    if kind is int:
+        return "an integer"
+    if kind is float:
+        return "a number"
+    if kind is str:
+        return "a string"
+    if origin is Literal:
+        return "one of " + ", ".join(str(v) for v in typing.get_args(kind))
+    if origin is list:
+        item = typing.get_args(kind)[0]
+        if typing.get_origin(item) is Literal:
+            return f"a list of items among {', '.join(str(v) for v in typing.get_args(item))}"
+        return f"a list of {_PLURAL.get(item, 'lists of numbers')}"
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " or ".join(_describe(k) for k in typing.get_args(kind))
+    if isinstance(kind, type) and issubclass(kind, Section):
+        return "a section (a mapping of keys)"
+    return str(kind)
+
+
+_PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
+
+
+def _bounds_text(meta: dict) -> str:
+    parts = [f"{op} {meta[name]:g}" for name, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+             if meta.get(name) is not None]
+    return " and ".join(parts)
+
+
+def _check_number(value: float, meta: dict) -> None:
+    if meta.get("ge") is not None and not value >= meta["ge"] or meta.get("gt") is not None and not value > meta["gt"] \
+            or meta.get("le") is not None and not value <= meta["le"] \
+            or meta.get("lt") is not None and not value < meta["lt"]:
+        raise _Invalid(_bounds_text(meta))
+
+
+def _convert(value: Any, kind, meta: dict, where: str) -> Any:
+    """The checked value of one field (raises _Invalid or UserError for nested sections)."""
+    origin = typing.get_origin(kind)
+    if isinstance(kind, type) and issubclass(kind, Section):
+        return kind.from_dict(value, where)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        for option in typing.get_args(kind):
+            try:
+                return _convert(value, option, meta, where)
+            except _Invalid:
+                continue
+        raise _Invalid(_describe(kind))
+    if origin is Literal:
+        if value in typing.get_args(kind) and type(value) is type(next(iter(typing.get_args(kind)))):
+            return value
+        raise _Invalid(_describe(kind))
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Invalid(_describe(kind))
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            _check_number(value, meta)
+            return value
+        raise _Invalid(_describe(kind))
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise _Invalid("a finite number")
+            _check_number(float(value), meta)
+            return float(value)
+        raise _Invalid(_describe(kind))
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise _Invalid(_describe(kind))
+    if origin is list:
+        if not isinstance(value, list):
+            raise _Invalid(_describe(kind))
+        if meta.get("length") is not None and len(value) != meta["length"]:
+            raise _Invalid(f"{_describe(kind)} of exactly {meta['length']} items")
+        if len(value) < meta.get("min_items", 0):
+            raise _Invalid(f"{_describe(kind)} with at least {meta['min_items']} item(s)")
+        (item,) = typing.get_args(kind)
+        # Bounds apply to the numbers inside; an inner list is checked against its own length.
+        inner = {**meta, "length": None, "min_items": 0}
+        if typing.get_origin(item) is list:
+            inner = {"ge": meta.get("ge"), "gt": meta.get("gt"), "le": meta.get("le"), "lt": meta.get("lt"),
+                     "min_items": 1, "length": None}
+        return [_convert(v, item, inner, where) for v in value]
+    raise TypeError(f"unsupported schema type {kind!r}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class Section:
+    """Base of every schema section: a frozen dataclass checked by ``from_dict``."""
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = ""):
+        label = where or "the config"
+        if not isinstance(data, dict):
+            raise UserError(f"config key {label}: got {_short(data)}; expected a section (a mapping of keys)")
+        hints = typing.get_type_hints(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            raise UserError(f"config key {_join(where, str(unknown[0]))}: unknown key (known in {label}: "
+                            f"{', '.join(names)})")
+        values = {}
+        for f in dataclasses.fields(cls):
+            path = _join(where, f.name)
+            if f.name not in data:
+                raise UserError(f"config key {path} is missing (every preset states every key)")
+            try:
+                values[f.name] = _convert(data[f.name], hints[f.name], dict(f.metadata), path)
+            except _Invalid as exc:
+                raise UserError(f"config key {path}: got {_short(data[f.name])}; expected "
+                                f"{_expected(hints[f.name], dict(f.metadata), exc.expected)}") from None
+        section = cls(**values)
+        section.check(where)
+        return section
+
+    def check(self, where: str) -> None:
+        """Rules across keys of one section (override in subclasses); raise UserError."""
+
+    def to_dict(self) -> dict:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Section):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _expected(kind, meta: dict, reason: str) -> str:
+    base = _describe(kind)
+    bounds = _bounds_text(meta)
+    if reason == base and bounds:
+        return f"{base} {bounds}"
+    if reason != base and reason.startswith(("<", ">")):
+        return f"{base} {reason}"
+    return reason
+
+
+def _bad(path: str, value: Any, expected: str) -> UserError:
+    return UserError(f"config key {path}: got {_short(value)}; expected {expected}")
+
+
+# ============================================================================ the schema
+@dataclass(frozen=True)
+class Runtime(Section):
+    threads: int = key(ge=0)                      # torch intra-op threads; 0 = the thread policy chooses
+    device: str = key()                           # auto | cpu | cuda | cuda:N
+    amp: bool = key()                             # bfloat16 autocast on CUDA
+
+    def check(self, where):
+        if not (self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:")
+                                                            and self.device[5:].isdigit())):
+            raise _bad(f"{where}.device", self.device, "auto, cpu, cuda or cuda:N")
+
+
+@dataclass(frozen=True)
+class Features(Section):
+    sample_rate: Literal[16000] = key()           # the challenge's audio is 16 kHz
+    n_fft: int = key(ge=16)
+    win_length: int = key(ge=16)
+    hop_length: int = key(ge=1)
+    n_mels: int = key(ge=1)
+    f_min: float = key(ge=0)
+    f_max: float = key(gt=0)
+    log_floor: float = key(gt=0)
+    peak_norm: float = key(gt=0, le=1)
+
+    def check(self, where):
+        if self.win_length > self.n_fft:
+            raise _bad(f"{where}.win_length", self.win_length, f"at most n_fft ({self.n_fft})")
+        if (self.n_fft - self.hop_length) % 2:
+            raise _bad(f"{where}.hop_length", self.hop_length, "n_fft - hop_length even (symmetric padding)")
+        if not self.f_min < self.f_max <= self.sample_rate / 2:
+            raise _bad(f"{where}.f_max", self.f_max, f"f_min < f_max <= {self.sample_rate // 2}")
+
+
+@dataclass(frozen=True)
+class Corpus(Section):
+    scale: Literal["tiny", "demo"] | int = key(ge=1)   # demo corpus size: tiny, demo or N x demo
+
+
+@dataclass(frozen=True)
+class VQVAEModel(Section):
+    channels: int = key(ge=1)
+    res_blocks: int = key(ge=0)
+    res_channels: int = key(ge=1)
+    bottom_dim: int = key(ge=1)
+    top_dim: int = key(ge=1)
+    bottom_codes: int = key(ge=2)
+    top_codes: int = key(ge=2)
+    speaker_dim: int = key(ge=1)
+    jitter: float = key(ge=0, le=1)
+
+
+@dataclass(frozen=True)
+class Quantizer(Section):
+    decay: float = key(ge=0, lt=1)
+    commitment: float = key(ge=0)
+    restart_every: int = key(ge=0)
+    restart_min_hits: int = key(ge=1)
+
+
+@dataclass(frozen=True)
+class TrainSchedule(Section):
+    steps: int = key(ge=1)
+    batch_size: int = key(ge=1)
+    segment_frames: int = key(ge=8)
+    lr: float = key(gt=0)
+    lr_milestones: list[float] = key(gt=0, lt=1)
+    lr_gamma: float = key(gt=0, le=1)
+    grad_clip: float = key(ge=0)
+    val_fraction: float = key(ge=0, lt=1)
+    val_max_utterances: int = key(ge=0)
+    validate_every: int = key(ge=0)
+    checkpoint_every: int = key(ge=1)
+    log_every: int = key(ge=1)
+
+
+@dataclass(frozen=True)
+class VQVAE(Section):
+    languages: list[LANGUAGE] = key(min_items=1)
+    model: VQVAEModel = key()
+    quantizer: Quantizer = key()
+    train: TrainSchedule = key()
+
+
+@dataclass(frozen=True)
+class Generator(Section):
+    ngf: int = key(ge=1)
+    n_residual: int = key(ge=0)
+    ratios: list[int] = key(ge=1, min_items=1)
+    speaker_dim: int = key(ge=1)
+
+
+@dataclass(frozen=True)
+class Discriminator(Section):
+    scales: int = key(ge=1)
+    ndf: int = key(ge=1)
+    layers: int = key(ge=1)
+    downsample: int = key(ge=2)
+    max_channels: int = key(ge=1)
+
+
+@dataclass(frozen=True)
+class GANLoss(Section):
+    mel: float = key(ge=0)
+    stft: float = key(ge=0)
+    stft_resolutions: list[list[int]] = key(ge=1, min_items=1)
+    adversarial: float = key(ge=0)
+    feature_matching: float = key(ge=0)
+
+    def check(self, where):
+        for res in self.stft_resolutions:
+            if len(res) != 3 or res[2] > res[0]:
+                raise _bad(f"{where}.stft_resolutions", res, "[n_fft, hop, window] triples with window <= n_fft")
+
+
+@dataclass(frozen=True)
+class GANTrain(Section):
+    input_mels: Literal["vqvae", "ground_truth"] = key()
+    steps: int = key(ge=1)
+    warmup_steps: int = key(ge=0)
+    batch_size: int = key(ge=1)
+    segment_frames: int = key(ge=1)
+    lr_warmup: float = key(gt=0)
+    lr_generator: float = key(gt=0)
+    lr_discriminator: float = key(gt=0)
+    betas: list[float] = key(ge=0, lt=1, length=2)
+    checkpoint_every: int = key(ge=1)
+    log_every: int = key(ge=1)
+    validate_every: int = key(ge=0)
+    val_utterances: int = key(ge=0)
+    num_samples: int = key(ge=0)
+    sample_frames: int = key(ge=1)
+
+
+@dataclass(frozen=True)
+class MelGAN(Section):
+    languages: list[LANGUAGE] = key()
+    speaker_conditioned: bool = key()
+    generator: Generator = key()
+    discriminator: Discriminator = key()
+    loss: GANLoss = key()
+    train: GANTrain = key()
+
+
+@dataclass(frozen=True)
+class Submission(Section):
+    author: str = key()
+    affiliation: str = key()
+    open_source: bool = key()
+    abx_distance: Literal["dtw_cosine", "dtw_kl", "levenshtein"] = key()
+    system_description: str = key()
+    auxiliary: bool = key()
+    vocoder: Literal["melgan", "griffinlim"] = key()
+    jobs: int = key(ge=0)                         # encoder processes; 0 = as many as the CPUs allow
+    zip_level: int = key(ge=0, le=9)
+
+    def check(self, where):
+        for name in ("author", "affiliation"):
+            if not getattr(self, name).strip():
+                raise _bad(f"{where}.{name}", getattr(self, name), "a non-empty string")
+
+
+@dataclass(frozen=True)
+class Speech(Section):
+    enabled: bool = key()
+    max_lines: int = key(ge=0)
+    voice_utts: int = key(ge=1)
+    measures: list[Literal["similarity", "asr", "mcd", "dnsmos"]] = key(min_items=1)
+
+
+@dataclass(frozen=True)
+class Evaluate(Section):
+    jobs: int = key(ge=0)                         # ABX threads / speech processes; 0 = as many as the CPUs allow
+    item_kind: Literal["excerpt", "long"] = key()
+    distances: list[Literal["cosine", "KL", "levenshtein"]] = key(min_items=1)
+    baselines: bool = key()
+    speech: Speech = key()
+
+
+@dataclass(frozen=True)
+class Config(Section):
+    name: str = key()
+    seed: int = key(ge=0)
+    runtime: Runtime = key()
+    features: Features = key()
+    corpus: Corpus = key()
+    vqvae: VQVAE = key()
+    melgan: MelGAN = key()
+    submission: Submission = key()
+    evaluate: Evaluate = key()
+
+    def replace(self, overrides: Iterable[str]) -> "Config":
+        """A copy with ``key=value`` overrides applied (and checked)."""
+        return Config.from_dict(apply_overrides(self.to_dict(), overrides))
+
+
+# ============================================================================ loading
+class _NoAliasLoader(yaml.SafeLoader):
+    """Safe YAML without anchors and aliases: a config is small, and aliases are how a tiny
+    file expands into a huge structure."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"YAML aliases are not allowed in configs (line {event.start_mark.line + 1})")
+        return super().compose_node(parent, index)
+
+
+def preset_path(preset: str | os.PathLike) -> Path:
+    """A preset name (tiny/demo/full) or a path to a YAML file."""
+    text = str(preset)
+    if text in PRESETS:
+        return PRESET_DIR / f"{text}.yaml"
+    path = Path(text)
+    if not path.is_file():
+        raise UserError(f"unknown config {text!r}: use one of {', '.join(PRESETS)} or a path to a YAML file")
+    return path
+
+
+def read_yaml_file(path: Path) -> Any:
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise UserError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MB; not a config")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: malformed YAML ({' '.join(str(exc).split())[:200]})") from None
+    except RecursionError:
+        raise UserError(f"{path}: malformed YAML (nested too deeply)") from None
+
+
+def load_config(preset: str | os.PathLike = "demo", overrides: Iterable[str] = ()) -> Config:
+    path = preset_path(preset)
+    data = read_yaml_file(path)
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a config must be a YAML mapping")
+    return Config.from_dict(apply_overrides(data, overrides))
+
+
+def apply_overrides(config: dict, overrides: Iterable[str]) -> dict:
+    """Apply ``key=value`` overrides to a plain config dict (unknown keys refused)."""
+    config = copy.deepcopy(config)
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override {item!r} is not of the form key=value")
+        dotted, raw = item.split("=", 1)
+        parts = dotted.strip().split(".")
+        node = config
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node, dict) or part not in node or not isinstance(node[part], dict):
+                raise UserError(f"override {item!r}: unknown key {'.'.join(parts[:i + 1])!r}")
+            node = node[part]
+        if not isinstance(node, dict) or parts[-1] not in node:
+            raise UserError(f"override {item!r}: unknown key {dotted.strip()!r}")
+        try:
+            value = yaml.load(raw, Loader=_NoAliasLoader) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(node[parts[-1]], dict) and not isinstance(value, dict):
+            raise UserError(f"override {item!r}: {dotted.strip()!r} is a section; set one of its keys "
+                            f"({', '.join(node[parts[-1]])})")
+        node[parts[-1]] = value
+    return config
+
+
+def config_from_checkpoint(data: Any, where: str | os.PathLike) -> Config:
+    """The config a checkpoint was trained with, checked against today's schema."""
+    try:
+        return Config.from_dict(data)
+    except UserError as exc:
+        raise UserError(f"{where}: its stored config does not fit this version ({exc.message}); "
+                        f"retrain or pass --config") from None
+
+
+def dump(config: Config | dict) -> str:
+    return yaml.safe_dump(config.to_dict() if isinstance(config, Section) else config, sort_keys=False)

@@ -1,0 +1,108 @@
+"""The one process-pool helper: features, corpus synthesis, encoding, validation and the speech
+measures all fan work out through ``parallel_map``.
+
+* ``jobs <= 1`` (or a single task) runs in this process: no pool, same results (unless
+  ``fresh_workers`` asks for a new process per task).
+* Workers die with their parent: each asks the kernel for SIGTERM when the parent exits
+  (Linux ``PR_SET_PDEATHSIG``), so a killed stage leaves no worker running.
+* Workers are started with ``fork`` by default (no re-import of torch, seconds each on a busy
+  machine), or ``spawn``/``forkserver`` when the parent may hold torch threads or state a child
+  must not inherit; ``fresh_workers`` gives every task a new process.
+"""
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Callable, Iterator, Sequence
+
+from tqdm import tqdm
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to send SIGTERM to this process when its parent exits (Linux only)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:          # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _start_worker(initializer: Callable | None, initargs: tuple, threads: int) -> None:
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in __import__("sys").modules:
+        import torch
+        torch.set_num_threads(threads)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def parallel_map(fn: Callable, tasks: Sequence, jobs: int, *, desc: str = "", unit: str = "item",
+                 progress: bool = True, initializer: Callable | None = None, initargs: tuple = (),
+                 start: str = "fork", ordered: bool = True, fresh_workers: bool = False,
+                 weight: Callable = lambda task, result: 1, total: int | None = None) -> Iterator:
+    """Yield ``fn(task)`` for every task (in task order when ``ordered``, else as finished).
+
+    ``weight(task, result)`` is how far the progress bar moves per finished task (``total``
+    its length, default the number of tasks). An exception in a worker cancels the remaining
+    tasks and is raised here."""
+    from pipeline.core.runtime import worker_threads
+
+    tasks = list(tasks)
+    bar = tqdm(total=total if total is not None else len(tasks), desc=desc, unit=unit,
+               disable=not progress, dynamic_ncols=True, leave=False)
+    try:
+        if (jobs <= 1 or len(tasks) <= 1) and not fresh_workers:
+            if initializer is not None:
+                initializer(*initargs)
+            for task in tasks:
+                result = fn(task)
+                bar.update(weight(task, result))
+                yield result
+            return
+        jobs = max(1, min(jobs, len(tasks)))
+        if start == "fork" and "fork" not in multiprocessing.get_all_start_methods():
+            start = "spawn"
+        context = multiprocessing.get_context(start)
+        options = {"max_tasks_per_child": 1} if fresh_workers else {}
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
+                                 initargs=(initializer, initargs, worker_threads(jobs)), **options) as pool:
+            try:
+                if ordered:
+                    futures = [pool.submit(fn, task) for task in tasks]
+                    for task, future in zip(tasks, futures):
+                        result = future.result()
+                        bar.update(weight(task, result))
+                        yield result
+                else:
+                    pending = {pool.submit(fn, task): task for task in tasks}
+                    while pending:
+                        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            task = pending.pop(future)
+                            result = future.result()
+                            bar.update(weight(task, result))
+                            yield result
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    finally:
+        bar.close()
+
+
+def run_batches(fn: Callable[[list], list], items: Sequence, jobs: int, *, batch_size: int, **options) -> list:
+    """``fn`` maps a batch (a list of items) to a list of results; returns every result in item
+    order, running the batches through ``parallel_map``."""
+    batches = [list(items[i:i + batch_size]) for i in range(0, len(items), max(1, batch_size))]
+    results: list = []
+    for out in parallel_map(fn, batches, jobs, weight=lambda batch, _: len(batch), total=len(items), **options):
+        results.extend(out)
+    return results

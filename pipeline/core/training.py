@@ -1,0 +1,183 @@
+"""The training loop shared by every trainer (VQ-VAE-2, MelGAN, ...).
+
+A trainer supplies models, optimizers and two callables:
+
+* ``batch_fn(step, generator) -> batch``: the batch for one step, drawn only from ``generator``
+  (a ``torch.Generator`` seeded from (seed, step)), so a resumed run sees the same batches;
+* ``step_fn(batch, step) -> {metric: float}``: forward, backward and optimizer steps.
+
+The loop handles resume (from ``<run_dir>/checkpoint.pt`` when the fingerprint matches),
+per-step seeding, periodic checkpoints, held-out validation, a progress bar, ``history.jsonl``
+and loss-curve PNGs. Only rank 0 writes files when launched with torchrun.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from pipeline.core.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.core.errors import UserError
+from pipeline.core.io import atomic_path, write_text_atomic
+from pipeline.core.layout import checkpoint_in
+from pipeline.core.runtime import distributed, step_seed
+from pipeline.core.stamp import fingerprint, is_up_to_date, write_stamp
+
+
+@dataclass
+class TrainLoop:
+    run_dir: Path
+    kind: str
+    config: dict
+    fingerprint: str
+    models: dict
+    optimizers: dict
+    meta: dict
+    seed: int
+    total_steps: int
+    checkpoint_every: int
+    log_every: int = 10
+    validate_every: int = 0
+    step: int = 0
+    history: list = field(default_factory=list)
+    rank: int = 0
+    # Called after each checkpoint save, with the step (e.g. to write audio samples and PNGs).
+    on_checkpoint: Callable[[int], None] | None = None
+    # Curves to plot: groups of metric names, one panel each.
+    plot_groups: list[list[str]] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.run_dir = Path(self.run_dir)
+        self.rank, _ = distributed()
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return checkpoint_in(self.run_dir)
+
+    @property
+    def done_fingerprint(self) -> str:
+        """What a finished run's stamp records: the run's identity and its length."""
+        return fingerprint(self.kind, self.fingerprint, self.total_steps)
+
+    def is_up_to_date(self) -> bool:
+        """The stage's skip rule: a finished run of this config and data (its stamp says so)."""
+        return is_up_to_date(self.checkpoint_path, self.done_fingerprint)
+
+    # ---------------------------------------------------------------- resume
+    def try_resume(self, log=print) -> bool:
+        """Load the run's checkpoint if it was made with the same fingerprint. Returns True if resumed."""
+        if not self.checkpoint_path.is_file():
+            return False
+        ckpt = load_checkpoint(self.checkpoint_path, kind=self.kind)
+        if ckpt["fingerprint"] != self.fingerprint:
+            log(f"{self.checkpoint_path}: made with another config or data; training from scratch")
+            return False
+        for name, model in self.models.items():
+            getattr(model, "module", model).load_state_dict(ckpt["models"][name])
+        for name, opt in self.optimizers.items():
+            if name in ckpt["optimizers"]:
+                opt.load_state_dict(ckpt["optimizers"][name])
+        self.step = ckpt["step"]
+        self.history = list(ckpt["history"])
+        return True
+
+    def is_done(self) -> bool:
+        return self.step >= self.total_steps
+
+    # ---------------------------------------------------------------- loop
+    def fit(self, batch_fn: Callable, step_fn: Callable, validate_fn: Callable | None = None,
+            progress: bool = True) -> list:
+        for m in self.models.values():
+            m.train()
+        running: dict[str, float] = {}
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"train {self.kind}", unit="step",
+                   disable=not progress or self.rank != 0, dynamic_ncols=True)
+        try:
+            while self.step < self.total_steps:
+                seed = step_seed(self.seed, self.step)
+                torch.manual_seed(seed)
+                gen = torch.Generator().manual_seed(seed)
+                metrics = step_fn(batch_fn(self.step, gen), self.step)
+                bad = [k for k, v in metrics.items() if not math.isfinite(float(v))]
+                if bad:
+                    raise UserError(f"training diverged at step {self.step + 1}: {bad[0]} is {metrics[bad[0]]} "
+                                    f"(lower the learning rate or set a gradient clip); the last good "
+                                    f"checkpoint is kept")
+                self.step += 1
+                for k, v in metrics.items():
+                    running[k] = running.get(k, 0.0) + float(v)
+                count = self.step % self.log_every or self.log_every
+                if self.step % self.log_every == 0 or self.step == self.total_steps:
+                    row = {"step": self.step, **{k: v / count for k, v in running.items()}}
+                    running.clear()
+                    if validate_fn is not None and self.validate_every and (
+                            self.step % self.validate_every == 0 or self.step == self.total_steps):
+                        row.update({f"val_{k}": v for k, v in self._validate(validate_fn).items()})
+                    self.history.append(row)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "step"}, refresh=False)
+                bar.update(1)
+                if self.step % self.checkpoint_every == 0 or self.step == self.total_steps:
+                    self.save()
+        finally:
+            bar.close()
+        if self.rank == 0:
+            write_stamp(self.checkpoint_path, self.done_fingerprint, steps=self.step)
+        return self.history
+
+    def _validate(self, validate_fn: Callable) -> dict:
+        for m in self.models.values():
+            m.eval()
+        with torch.no_grad():
+            out = validate_fn()
+        for m in self.models.values():
+            m.train()
+        return out
+
+    # ---------------------------------------------------------------- outputs
+    def save(self) -> None:
+        if self.rank != 0:
+            return
+        for name, model in self.models.items():
+            if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                raise UserError(f"training diverged by step {self.step}: the {name} weights are not finite "
+                                f"(lower the learning rate or set a gradient clip); the last good checkpoint is kept")
+        save_checkpoint(self.checkpoint_path, kind=self.kind, config=self.config, fingerprint=self.fingerprint,
+                        step=self.step, models=self.models, optimizers=self.optimizers, meta=self.meta,
+                        history=self.history)
+        write_text_atomic(self.run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
+        if self.plot_groups:
+            plot_curves(self.history, self.plot_groups, self.run_dir / "curves.png", title=self.kind)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(self.step)
+
+
+def plot_curves(history: list, groups: list[list[str]], path: str | os.PathLike, title: str = "") -> None:
+    """One panel per metric group, training and ``val_`` curves together, x = step."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [g for g in groups if any(k in r or f"val_{k}" in r for r in history for k in g)]
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.2), squeeze=False)
+    for ax, group in zip(axes[0], panels):
+        for key in group:
+            for name in (key, f"val_{key}"):
+                pts = [(r["step"], r[name]) for r in history if name in r and math.isfinite(r[name])]
+                if pts:
+                    ax.plot(*zip(*pts), label=name, marker="." if name.startswith("val_") else None)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)

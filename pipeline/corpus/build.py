@@ -1,0 +1,216 @@
+"""``zs2020 corpus``: synthesize the offline demo corpus in the ZeroSpeech 2019 layout.
+
+Offline text-to-speech (flite, festival, espeak-ng) reads public-domain sentences as many
+pseudo-speakers; the result follows the layout documented in ``pipeline/dataset.py``, extras
+included (phone alignments, transcripts, target-voice references, ABX excerpts and item files,
+official-format file lists). Modules: ``corpus_text`` (sentences), ``corpus_engines`` (TTS + sox),
+``corpus_phones`` (labels, alignments), ``corpus_plan`` (speakers, who says what),
+``corpus_abx`` (excerpts, items, lists).
+
+The build is deterministic (identical bytes for any ``--jobs``), runs in a temporary folder that
+replaces ``OUT`` only when complete, and is skipped when its stamp records the same generator
+version and scale. ``OUT/manifest.json`` describes what was built.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import time
+from pathlib import Path
+
+import soundfile as sf
+from tqdm import tqdm
+
+from pipeline.contract.filelists import format_filelists
+from pipeline.corpus import excerpts as corpus_abx
+from pipeline.corpus.engines import Voice, check_engines, render
+from pipeline.contract.names import SAMPLE_RATE
+from pipeline.corpus.phones import Phone, format_alignment
+from pipeline.corpus.plan import Job, make_plan, output_stem, scale_from
+from pipeline.core.errors import UserError
+from pipeline.core.io import atomic_dir
+from pipeline.core.pool import parallel_map
+from pipeline.core.stamp import fingerprint
+
+GENERATOR_VERSION = 3          # bump whenever the output of a given scale changes
+MANIFEST = "manifest.json"
+LANGUAGE = "english"
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of the engine processes it has waited for."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _render_chunk(task: tuple[Voice, list[Job], str]) -> tuple[list[tuple[str, int, list[Phone]]], float]:
+    """Worker: render one chunk and write its wavs and alignments (runs in a fresh process).
+    Returns the rows and the CPU seconds the chunk cost (the process ends after one chunk)."""
+    voice, jobs, lang_dir = task
+    try:
+        rendered = render(voice, [job.text for job in jobs])
+    except subprocess.CalledProcessError as exc:
+        stderr = " ".join((exc.stderr or b"").decode("utf-8", "replace").split())[:200]
+        raise RuntimeError(f"{voice.describe()}: {exc.cmd[0]} failed: {stderr}") from None
+    out = []
+    for job, result in zip(jobs, rendered):
+        _write_utterance(Path(lang_dir), job.split, job.utt_id, result.samples, result.phones)
+        out.append((job.key, len(result.samples), result.phones))
+    return out, _cpu_seconds()
+
+
+def _write_utterance(lang_dir: Path, split: str, utt_id: str, samples, phones: list[Phone]) -> None:
+    wav = lang_dir / split / f"{utt_id}.wav"
+    wav.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(wav), samples, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    phn = lang_dir / "alignments" / split / f"{utt_id}.phn"
+    phn.parent.mkdir(parents=True, exist_ok=True)
+    phn.write_text(format_alignment(phones), encoding="utf-8")
+
+
+def _read_manifest(out_dir: Path) -> dict | None:
+    try:
+        return json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def build_fingerprint(scale) -> str:
+    """What a built corpus depends on: the generator version and the scale."""
+    return fingerprint("corpus", GENERATOR_VERSION, scale_from(scale).name)
+
+
+def is_up_to_date(out_dir: str | os.PathLike, scale="demo") -> bool:
+    """The stage's skip rule, with the manifest as the stamp: it records the generator version
+    and scale the corpus was built from (it travels with the corpus when it is copied)."""
+    manifest = _read_manifest(Path(out_dir))
+    if not isinstance(manifest, dict) or not (Path(out_dir) / "2019" / LANGUAGE / "test").is_dir():
+        return False
+    return fingerprint("corpus", manifest.get("version"), manifest.get("scale")) == build_fingerprint(scale)
+
+
+def _refuse_foreign_folder(out_dir: Path) -> None:
+    """The build replaces OUT whole: never do that to a folder this generator did not make."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and _read_manifest(out_dir) is None:
+        raise UserError(f"{out_dir} is not empty and holds no demo corpus ({MANIFEST} missing): "
+                        "choose a new or empty folder, it would be replaced")
+
+
+def _synthesize(plan, lang_dir: Path, jobs: int) -> tuple[dict[str, tuple[int, list[Phone]]], float]:
+    """Render every job; returns {key: (n samples, phones)} and the workers' CPU seconds."""
+    chunks = plan.chunks()
+    # longest work first keeps both cores busy until the end; the order never affects the output
+    chunks.sort(key=lambda c: -sum(len(j.text) for j in c[1]) * (3 if c[0].name == "slt_hts" else 1))
+    tasks = [(voice, chunk_jobs, str(lang_dir)) for voice, chunk_jobs in chunks]
+    results: dict[str, tuple[int, list[Phone]]] = {}
+    cpu = 0.0
+    # A fresh process per chunk (also with --jobs 1): espeak-ng output depends on what the
+    # process synthesized before, so each chunk must start from the same state.
+    try:
+        for rows, chunk_cpu in parallel_map(_render_chunk, tasks, jobs,
+                                            start="forkserver", fresh_workers=True, ordered=False,
+                                            desc="corpus: synthesizing", unit="utt",
+                                            weight=lambda task, _: len(task[1]), total=len(plan.jobs)):
+            for key, n, phones in rows:
+                results[key] = (n, phones)
+            cpu += chunk_cpu
+    except RuntimeError as exc:
+        raise UserError(str(exc)) from None
+    return results, cpu
+
+
+def _make_excerpts(plan, lang_dir: Path, results) -> tuple[list[tuple[str, corpus_abx.Excerpt]], dict[str, int]]:
+    """Cut the ABX excerpts out of the long test utterances; returns (named excerpts, their lengths)."""
+    long_jobs = [j for j in plan.jobs if j.split == "test"]
+    candidates = []
+    for job in long_jobs:
+        n, phones = results[job.key]
+        candidates += corpus_abx.scored_phones(job.utt_id, phones, n, job.text)
+    chosen = corpus_abx.select(candidates, plan.scale.max_excerpts)
+    named, lengths, audio_cache = [], {}, {}
+    for excerpt in tqdm(chosen, desc="corpus: ABX excerpts", unit="file"):
+        if excerpt.source not in audio_cache:
+            audio_cache.clear()
+            audio_cache[excerpt.source], _ = sf.read(str(lang_dir / "test" / f"{excerpt.source}.wav"), dtype="int16")
+        name = f"{excerpt.speaker}_{plan.new_id()}"
+        phones = corpus_abx.excerpt_alignment(excerpt, results[f"test/{excerpt.source}"][1])
+        _write_utterance(lang_dir, "test", name, audio_cache[excerpt.source][excerpt.start:excerpt.end], phones)
+        named.append((name, excerpt))
+        lengths[name] = excerpt.end - excerpt.start
+    return named, lengths
+
+
+def build_corpus(out_dir: str | os.PathLike, scale="demo", jobs: int = 2, force: bool = False,
+                 stats: dict | None = None) -> Path:
+    """Build the demo corpus at ``out_dir`` (the dataset ROOT, holding ``2019/english``).
+
+    ``scale``: ``tiny`` (tests, seconds), ``demo`` (the default: 44 speakers, about 63 min of
+    sentences plus 3000 ABX excerpts) or an integer N (N times the demo's utterances).
+    ``stats``, if given, receives ``built`` (False when skipped), ``wall_seconds`` and
+    ``cpu_seconds`` (all processes, engines included). Returns ``out_dir``.
+    """
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    if stats is not None:
+        stats.update(built=False, wall_seconds=0.0, cpu_seconds=0.0)
+    out_dir = Path(out_dir)
+    plan = make_plan(scale)
+    if not force and is_up_to_date(out_dir, scale):
+        return out_dir
+    _refuse_foreign_folder(out_dir)
+    check_engines(plan.voices.values())
+    with atomic_dir(out_dir) as tmp:
+        lang_dir = tmp / "2019" / LANGUAGE
+        results, worker_cpu = _synthesize(plan, lang_dir, jobs)
+        named, excerpt_lengths = _make_excerpts(plan, lang_dir, results)
+
+        abx_dir = lang_dir / "abx"
+        abx_dir.mkdir(parents=True)
+        short_items, long_items = corpus_abx.item_files(named)
+        (abx_dir / "test.item").write_text(short_items, encoding="utf-8")
+        (abx_dir / "test_long.item").write_text(long_items, encoding="utf-8")
+
+        (lang_dir / "synthesis.txt").write_text("".join(f"test/{j.utt_id} {v}\n" for j, v in plan.synthesis),
+                                                encoding="utf-8")
+        long_lengths = {j.utt_id: results[j.key][0] for j in plan.jobs if j.split == "test"}
+        outputs = [f"{output_stem(j.utt_id, v)}.wav" for j, v in plan.synthesis]
+        lists = format_filelists({**long_lengths, **excerpt_lengths}, set(long_lengths), outputs, LANGUAGE)
+        (lang_dir / "lists").mkdir()
+        for kind, text in lists.items():
+            (lang_dir / "lists" / f"{kind}_filelist.txt").write_text(text, encoding="utf-8")
+        (lang_dir / "transcripts.tsv").write_text("".join(f"{j.key}\t{j.text}\n" for j in plan.jobs),
+                                                  encoding="utf-8")
+        manifest = _manifest(plan, results, excerpt_lengths, len(named))
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    if stats is not None:
+        stats.update(built=True, wall_seconds=time.perf_counter() - start_wall,
+                     cpu_seconds=worker_cpu + time.process_time() - start_cpu)
+    return out_dir
+
+
+def _manifest(plan, results, excerpt_lengths, n_items) -> dict:
+    counts, seconds = {}, {}
+    for job in plan.jobs:
+        counts[job.split] = counts.get(job.split, 0) + 1
+        seconds[job.split] = seconds.get(job.split, 0.0) + results[job.key][0] / SAMPLE_RATE
+    counts["test (excerpts)"] = len(excerpt_lengths)
+    seconds["test (excerpts)"] = sum(excerpt_lengths.values()) / SAMPLE_RATE
+    used = {j.utt_id.split("_")[0] for j in plan.jobs}
+    return {
+        "generator": "zs2020 corpus", "version": GENERATOR_VERSION, "scale": plan.scale.name,
+        "language": LANGUAGE, "counts": counts, "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "items": n_items, "synthesis_lines": len(plan.synthesis),
+        "speakers": {spk: plan.voices[spk].describe() for spk in sorted(used)},
+    }
+
+
+def summary(out_dir: Path) -> str:
+    manifest = _read_manifest(out_dir) or {}
+    counts, seconds = manifest.get("counts", {}), manifest.get("seconds", {})
+    total = sum(seconds.values()) / 60
+    parts = ", ".join(f"{k} {counts[k]}" for k in counts)
+    return (f"{out_dir}: scale {manifest.get('scale')}, {len(manifest.get('speakers', {}))} speakers, "
+            f"{total:.1f} min; {parts}; {manifest.get('items')} ABX items")

@@ -1,0 +1,484 @@
+"""ABX discrimination, re-implemented exactly as the official ZeroSpeech 2019 evaluation
+(zerospeech2020 ``evaluation/abx.py`` on top of ABXpy, task "by context, across speaker").
+
+Task: ON phone, BY context (previous and next phone), ACROSS speaker. A triplet (A, B, X) has
+A and X with the same phone, B with another phone, A and B from one speaker, X from another,
+all three in the same context. Every triplet is used (no sampling).
+
+Distances (ABXpy semantics, distance of the pair (A or B, X) with A/B on the rows):
+  * ``cosine``: frame cost arccos(cos)/pi (zero vector: 1 against a non-zero vector, 0 against
+    another zero vector), DTW with the three moves, total cost divided by the length of the
+    back-tracked path (ties in back-tracking prefer diagonal, then left (j-1), then up).
+  * ``KL``: symmetrised KL of rows normalised to sum 1, smoothed by machine epsilon and
+    renormalised; same normalised DTW. Negative or zero-sum rows give NaN: every such
+    comparison is a tie (continuous features therefore score exactly 50 %, as on the
+    official leaderboard).
+  * ``levenshtein``: plain edit distance between the sequences of whole frame vectors (each
+    distinct row is a symbol), not normalised.
+
+Score: a triplet counts 1 if d(A,X) < d(B,X), 0 if greater, 1/2 if equal or NaN. Cell =
+(phone A, phone B, speaker A/B, speaker X, context) -> mean; then the mean over contexts, then
+over speaker pairs, then over phone pairs (all unweighted); ABX error = 100 * (1 - mean).
+
+Item frames: for whole-file items (the official excerpt files) every frame of the file is
+used (the official loader gives frame i of L the time i/L and the item spans [0, 1]). For
+items given in seconds inside long files the frame period is the file duration divided by
+its number of lines and a frame is selected when its centre lies in [onset, offset]; an item
+shorter than one frame gets the frame nearest to its midpoint (so no item is ever empty).
+
+The distance and scoring kernels are compiled with numba and run in parallel threads.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+from pipeline.contract.items import ItemTable
+from pipeline.contract.names import EVALUATOR_DISTANCES
+from pipeline.core.errors import UserError
+
+# numba's default OpenMP layer leaves its threads spinning after each parallel kernel and
+# shares libgomp's thread count with torch: the log-mel baselines that follow ran 9x slower.
+# The workqueue layer does neither (an explicit NUMBA_THREADING_LAYER still wins).
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+
+DISTANCES = EVALUATOR_DISTANCES
+
+
+# --------------------------------------------------------------------------- item frames
+def select_frames(features: np.ndarray, onset: float, offset: float, duration: float) -> np.ndarray:
+    """Frames of a long file whose centres lie in [onset, offset] (seconds).
+
+    Frame period = duration / number of lines, so any frame rate works (10 ms, 20 ms, ...)."""
+    n = len(features)
+    period = duration / n
+    centres = (np.arange(n) + 0.5) * period
+    keep = np.flatnonzero((centres >= onset - 1e-9) & (centres <= offset + 1e-9))
+    if keep.size == 0:
+        nearest = int(np.clip(np.floor(0.5 * (onset + offset) / period), 0, n - 1))
+        keep = np.array([nearest])
+    return features[keep[0]:keep[-1] + 1]
+
+
+def item_features(items: ItemTable, features: dict[str, np.ndarray], whole_file: bool,
+                  durations: dict[str, float] | None = None) -> list[np.ndarray]:
+    """One (frames, dim) array per item: whole files, or spans selected by time."""
+    out = []
+    for i, name in enumerate(items.files):
+        feats = features[name]
+        if whole_file:
+            out.append(feats)
+        else:
+            if durations is None or name not in durations:
+                raise UserError(f"no duration known for {name}: needed to place items given in seconds")
+            out.append(select_frames(feats, items.onsets[i], items.offsets[i], durations[name]))
+    return out
+
+
+# --------------------------------------------------------------------------- the task
+@dataclass
+class Task:
+    """Items coded as integers and grouped into context blocks that hold at least one triplet."""
+    phone_names: np.ndarray
+    speaker_names: np.ndarray
+    context_names: np.ndarray
+    phone: np.ndarray        # per item, int codes
+    speaker: np.ndarray
+    context: np.ndarray
+    blocks: list[np.ndarray] = field(default_factory=list)   # item indices per context
+
+    @property
+    def n_items_used(self) -> int:
+        return int(sum(len(b) for b in self.blocks))
+
+
+def build_task(items: ItemTable) -> Task:
+    phone_names, phone = np.unique(items.phones, return_inverse=True)
+    speaker_names, speaker = np.unique(items.speakers, return_inverse=True)
+    context_names, context = np.unique(items.contexts, return_inverse=True)
+    task = Task(phone_names, speaker_names, context_names, phone, speaker, context)
+    order = np.argsort(context, kind="stable")
+    bounds = np.flatnonzero(np.diff(context[order])) + 1
+    for block in np.split(order, bounds):
+        if _block_has_triplet(phone[block], speaker[block]):
+            task.blocks.append(block)
+    return task
+
+
+def _block_has_triplet(phone: np.ndarray, speaker: np.ndarray) -> bool:
+    """A speaker with two phones (A, B) and another speaker with A's phone (X)."""
+    pairs = set(zip(phone.tolist(), speaker.tolist()))
+    for p, s in pairs:
+        if any(q != p for q, t in pairs if t == s) and any(t != s for q, t in pairs if q == p):
+            return True
+    return False
+
+
+def _needed_pairs(phone: np.ndarray, speaker: np.ndarray) -> np.ndarray:
+    """Boolean (n, n): pairs (i, j) that some triplet reads as d(A or B = i, X = j).
+
+    i and j have different speakers, speaker(i) has an item with phone(j) (the A) and at
+    least one other phone (the B)."""
+    up, ip = np.unique(phone, return_inverse=True)
+    us, is_ = np.unique(speaker, return_inverse=True)
+    has = np.zeros((len(up), len(us)), dtype=bool)
+    has[ip, is_] = True
+    two_phones = has.sum(axis=0) >= 2
+    return (is_[:, None] != is_[None, :]) & has[ip[None, :], is_[:, None]] & two_phones[is_][:, None]
+
+
+# --------------------------------------------------------------------------- kernels
+@numba.njit(cache=True, nogil=True)
+def _dtw_normalized(cost: np.ndarray) -> float:
+    """ABXpy's DTW: accumulated cost from (0,0), divided by the back-tracked path length."""
+    n, m = cost.shape
+    acc = np.empty((n, m))
+    acc[0, 0] = cost[0, 0]
+    for i in range(1, n):
+        acc[i, 0] = cost[i, 0] + acc[i - 1, 0]
+    for j in range(1, m):
+        acc[0, j] = cost[0, j] + acc[0, j - 1]
+    for i in range(1, n):
+        for j in range(1, m):
+            acc[i, j] = cost[i, j] + min(acc[i - 1, j], acc[i - 1, j - 1], acc[i, j - 1])
+    path_len = 1
+    i, j = n - 1, m - 1
+    while i > 0 and j > 0:
+        up, left, diag = acc[i - 1, j], acc[i, j - 1], acc[i - 1, j - 1]
+        if diag <= left and diag <= up:
+            i -= 1
+            j -= 1
+        elif left <= up:
+            j -= 1
+        else:
+            i -= 1
+        path_len += 1
+    if i == 0:
+        path_len += j
+    if j == 0:
+        path_len += i
+    return acc[n - 1, m - 1] / path_len
+
+
+@numba.njit(cache=True, nogil=True)
+def _cosine_cost(x: np.ndarray, y: np.ndarray, zx: np.ndarray, zy: np.ndarray) -> np.ndarray:
+    """x, y: unit-norm rows; zx, zy: rows that were zero vectors."""
+    n, m, d = x.shape[0], y.shape[0], x.shape[1]
+    cost = np.empty((n, m))
+    for i in range(n):
+        for j in range(m):
+            if zx[i] or zy[j]:
+                cost[i, j] = 0.0 if (zx[i] and zy[j]) else 1.0
+                continue
+            dot = 0.0
+            for k in range(d):
+                dot += x[i, k] * y[j, k]
+            # scipy's arccos of 1+eps is complex; ABXpy keeps its real part, i.e. clips.
+            dot = min(1.0, max(-1.0, dot))
+            cost[i, j] = math.acos(dot) / math.pi
+    return cost
+
+
+@numba.njit(cache=True, nogil=True)
+def _kl_cost(p: np.ndarray, q: np.ndarray, logp: np.ndarray, logq: np.ndarray,
+             hp: np.ndarray, hq: np.ndarray) -> np.ndarray:
+    """Symmetrised KL: 0.5 (sum p log p - p.log q) + 0.5 (sum q log q - q.log p)."""
+    n, m, d = p.shape[0], q.shape[0], p.shape[1]
+    cost = np.empty((n, m))
+    for i in range(n):
+        for j in range(m):
+            pq = 0.0
+            qp = 0.0
+            for k in range(d):
+                pq += p[i, k] * logq[j, k]
+                qp += q[j, k] * logp[i, k]
+            cost[i, j] = 0.5 * (hp[i] - pq) + 0.5 * (hq[j] - qp)
+    return cost
+
+
+@numba.njit(cache=True, nogil=True)
+def _has_nan(cost: np.ndarray) -> bool:
+    for v in cost.ravel():
+        if v != v:
+            return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True)
+def _edit_distance(a: np.ndarray, b: np.ndarray) -> float:
+    n, m = a.shape[0], b.shape[0]
+    prev = np.arange(m + 1).astype(np.float64)
+    cur = np.empty(m + 1)
+    for i in range(1, n + 1):
+        cur[0] = i
+        for j in range(1, m + 1):
+            sub = prev[j - 1] + (0.0 if a[i - 1] == b[j - 1] else 1.0)
+            cur[j] = min(sub, prev[j] + 1.0, cur[j - 1] + 1.0)
+        prev, cur = cur, prev
+    return prev[m]
+
+
+@numba.njit(parallel=True, cache=True)
+def _pair_distances(kind: int, f1: np.ndarray, f2: np.ndarray, f3: np.ndarray, flags: np.ndarray,
+                    symbols: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                    left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """kind 0 cosine (f1 = unit rows, flags = zero rows), 1 KL (f1 = p, f2 = log p, f3[:, 0] =
+    sum p log p), 2 levenshtein (symbols = one int per frame)."""
+    out = np.empty(left.shape[0])
+    for k in numba.prange(left.shape[0]):
+        a, b = left[k], right[k]
+        sa, sb = starts[a], starts[b]
+        ea, eb = sa + lengths[a], sb + lengths[b]
+        if kind == 2:
+            out[k] = _edit_distance(symbols[sa:ea], symbols[sb:eb])
+            continue
+        if kind == 0:
+            cost = _cosine_cost(f1[sa:ea], f1[sb:eb], flags[sa:ea], flags[sb:eb])
+        else:
+            cost = _kl_cost(f1[sa:ea], f1[sb:eb], f2[sa:ea], f2[sb:eb], f3[sa:ea, 0], f3[sb:eb, 0])
+        out[k] = np.nan if _has_nan(cost) else _dtw_normalized(cost)
+    return out
+
+
+@numba.njit(cache=True)
+def _score_block(dist: np.ndarray, phone: np.ndarray, speaker: np.ndarray,
+                 sums: np.ndarray, counts: np.ndarray, ties: np.ndarray) -> None:
+    """Accumulate every triplet of one context block into (phone A, phone B, spk A, spk X) cells."""
+    n = phone.shape[0]
+    for a in range(n):
+        for x in range(n):
+            if phone[x] != phone[a] or speaker[x] == speaker[a]:
+                continue
+            dax = dist[a, x]
+            for b in range(n):
+                if speaker[b] != speaker[a] or phone[b] == phone[a]:
+                    continue
+                dbx = dist[b, x]
+                if dax < dbx:
+                    s = 1.0
+                elif dax > dbx:
+                    s = 0.0
+                else:               # equal, or NaN on either side: a tie
+                    s = 0.5
+                    ties[0] += 1
+                sums[phone[a], phone[b], speaker[a], speaker[x]] += s
+                counts[phone[a], phone[b], speaker[a], speaker[x]] += 1
+
+
+# --------------------------------------------------------------------------- features prep
+@dataclass
+class PackedFeatures:
+    """All item frames in one array (what the compiled kernels read)."""
+    kind: int
+    f1: np.ndarray
+    f2: np.ndarray
+    f3: np.ndarray
+    flags: np.ndarray
+    symbols: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
+
+
+def pack_features(arrays: list[np.ndarray], distance: str) -> PackedFeatures:
+    if distance not in DISTANCES:
+        raise UserError(f"unknown ABX distance {distance!r}: use one of {', '.join(DISTANCES)}")
+    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+    if np.any(lengths == 0):
+        raise ValueError("an ABX item has no frames")
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    frames = np.concatenate([np.asarray(a, dtype=np.float64) for a in arrays]) + 0.0  # -0.0 -> 0.0
+    empty2 = np.zeros((1, 1))
+    no_flags = np.zeros(1, dtype=np.bool_)
+    no_symbols = np.zeros(1, dtype=np.int64)
+    if distance == "cosine":
+        norms = np.sqrt(np.sum(frames ** 2, axis=1))
+        zero = norms == 0.0
+        unit = frames / np.where(zero, 1.0, norms)[:, None]
+        return PackedFeatures(0, np.ascontiguousarray(unit), empty2, empty2, zero, no_symbols, starts, lengths)
+    if distance == "KL":
+        with np.errstate(all="ignore"):
+            p = frames / frames.sum(axis=1, keepdims=True)
+            p = p + np.finfo(np.float64).eps
+            p = p / p.sum(axis=1, keepdims=True)
+            logp = np.log(p)
+            h = np.sum(p * logp, axis=1, keepdims=True)
+        return PackedFeatures(1, np.ascontiguousarray(p), np.ascontiguousarray(logp), h, no_flags,
+                              no_symbols, starts, lengths)
+    _, symbols = np.unique(frames, axis=0, return_inverse=True)
+    return PackedFeatures(2, empty2, empty2, empty2, no_flags, symbols.reshape(-1).astype(np.int64),
+                          starts, lengths)
+
+
+def pair_distances(packed: PackedFeatures, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """d(item left[k], item right[k]) for every k (items on the rows = left)."""
+    p = packed
+    return _pair_distances(p.kind, p.f1, p.f2, p.f3, p.flags, p.symbols, p.starts, p.lengths,
+                           np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64))
+
+
+def set_jobs(jobs: int) -> None:
+    """Threads of the compiled kernels (0 = all cores)."""
+    limit = numba.config.NUMBA_NUM_THREADS
+    numba.set_num_threads(limit if jobs <= 0 else max(1, min(int(jobs), limit)))
+
+
+# --------------------------------------------------------------------------- scoring
+@dataclass
+class Cells:
+    """One row per (phone A, phone B, speaker A/B, speaker X, context) cell."""
+    phone_a: np.ndarray
+    phone_b: np.ndarray
+    speaker_a: np.ndarray
+    speaker_x: np.ndarray
+    context: np.ndarray
+    score: np.ndarray        # fraction correct in [0, 1], ties = 1/2
+    n: np.ndarray            # triplets in the cell
+    pairs: int = 0           # distinct (A or B, X) distances computed
+    undefined_pairs: int = 0  # of those, undefined (NaN: e.g. KL on rows that are not distributions)
+    tied_triplets: int = 0   # triplets with d(A,X) == d(B,X) or an undefined distance
+
+
+def score_cells(task: Task, packed: PackedFeatures) -> Cells:
+    lefts, rights, offsets, shapes = [], [], [], []
+    total = 0
+    for block in task.blocks:
+        n = len(block)
+        li, lj = np.nonzero(_needed_pairs(task.phone[block], task.speaker[block]))
+        lefts.append(block[li])
+        rights.append(block[lj])
+        offsets.append(total + li * n + lj)
+        shapes.append(total)
+        total += n * n
+    if not task.blocks:
+        return Cells(*(np.zeros(0, dtype=int) for _ in range(5)), np.zeros(0), np.zeros(0, dtype=int))
+    dist = np.full(total, np.nan)
+    computed = pair_distances(packed, np.concatenate(lefts), np.concatenate(rights))
+    dist[np.concatenate(offsets)] = computed
+    ties = np.zeros(1, dtype=np.int64)
+    rows = {k: [] for k in ("pa", "pb", "sa", "sx", "ctx", "score", "n")}
+    for block, base in zip(task.blocks, shapes):
+        n = len(block)
+        up, ph = np.unique(task.phone[block], return_inverse=True)
+        us, sp = np.unique(task.speaker[block], return_inverse=True)
+        sums = np.zeros((len(up), len(up), len(us), len(us)))
+        counts = np.zeros_like(sums, dtype=np.int64)
+        _score_block(dist[base:base + n * n].reshape(n, n), ph.astype(np.int64), sp.astype(np.int64),
+                     sums, counts, ties)
+        pa, pb, sa, sx = np.nonzero(counts)
+        rows["pa"].append(up[pa])
+        rows["pb"].append(up[pb])
+        rows["sa"].append(us[sa])
+        rows["sx"].append(us[sx])
+        rows["ctx"].append(np.full(len(pa), task.context[block[0]]))
+        rows["score"].append(sums[pa, pb, sa, sx] / counts[pa, pb, sa, sx])
+        rows["n"].append(counts[pa, pb, sa, sx])
+    cat = {k: np.concatenate(v) for k, v in rows.items()}
+    return Cells(cat["pa"], cat["pb"], cat["sa"], cat["sx"], cat["ctx"], cat["score"], cat["n"],
+                 int(computed.size), int(np.isnan(computed).sum()), int(ties[0]))
+
+
+def _group_mean(keys: list[np.ndarray], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unweighted mean of ``values`` per distinct key tuple -> (unique key rows, means)."""
+    stacked = np.stack(keys, axis=1)
+    uniq, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    means = np.bincount(inverse, weights=values) / np.bincount(inverse)
+    return uniq, means
+
+
+def average_cells(cells: Cells, order: str = "official") -> tuple[float, dict[tuple[int, int], float]]:
+    """``official``: mean over contexts, then speaker pairs, then phone pairs (zerospeech2020).
+    ``libri-light`` (libriabx/libriabx2, for cross-checks): mean over (context, X speaker)
+    jointly per (A speaker, phone pair), then over A speakers, then phone pairs.
+
+    Returns (mean fraction correct, {(phone A, phone B): mean fraction correct})."""
+    if len(cells.score) == 0:
+        raise UserError("the ABX task has no triplet (need two speakers saying one phone in one context)")
+    if order == "official":
+        first, m1 = _group_mean([cells.speaker_a, cells.speaker_x, cells.phone_a, cells.phone_b], cells.score)
+        by_phone, m2 = _group_mean([first[:, 2], first[:, 3]], m1)
+    elif order == "libri-light":
+        first, m1 = _group_mean([cells.speaker_a, cells.phone_a, cells.phone_b], cells.score)
+        by_phone, m2 = _group_mean([first[:, 1], first[:, 2]], m1)
+    else:
+        raise ValueError(f"unknown averaging order {order!r}")
+    return float(np.mean(m2)), {(int(a), int(b)): float(v) for (a, b), v in zip(by_phone, m2)}
+
+
+# Levenshtein on frame vectors treats every distinct row as a symbol; when nearly every frame is
+# its own symbol (continuous features) the edit distance only compares lengths.
+LEVENSHTEIN_MAX_SYMBOL_SHARE = 0.5
+
+
+@dataclass
+class AbxResult:
+    distance: str
+    error: float                      # ABX error in percent (the official value, always kept)
+    n_items: int
+    n_triplets: int
+    n_cells: int
+    by_phone_pair: dict[str, float]   # "AA-B" -> error in percent
+    pairs: int = 0
+    undefined_pairs: int = 0
+    tied_triplets: int = 0
+    symbols: int = 0                  # distinct frame vectors (levenshtein)
+    frames: int = 0
+    na_reason: str | None = None      # why the number is not a measurement (None: it is one)
+
+    @property
+    def meaningful(self) -> bool:
+        return self.na_reason is None
+
+    def to_json(self) -> dict:
+        return {"distance": self.distance, "error": round(self.error, 4), "items": self.n_items,
+                "triplets": self.n_triplets, "cells": self.n_cells, "pairs": self.pairs,
+                "undefined_pairs": self.undefined_pairs, "tied_triplets": self.tied_triplets,
+                "n/a": self.na_reason}
+
+
+def not_applicable(distance: str, packed: PackedFeatures, cells: Cells) -> str | None:
+    """The reason an ABX number says nothing about the features, or None."""
+    if cells.undefined_pairs:
+        share = cells.undefined_pairs / max(cells.pairs, 1)
+        what = ("rows that are not probability distributions (negative or all-zero values)"
+                if distance == "KL" else "frames where the distance is undefined")
+        return f"{100 * share:.0f}% of the item distances are undefined ({what}); every such triplet is a tie"
+    if distance == "levenshtein":
+        frames = int(packed.lengths.sum())
+        symbols = int(np.unique(packed.symbols).size) if frames else 0
+        if frames and symbols > LEVENSHTEIN_MAX_SYMBOL_SHARE * frames:
+            return (f"{symbols} distinct symbols in {frames} frames: continuous features make almost every frame a "
+                    f"symbol of its own, so the edit distance compares durations only")
+    return None
+
+
+def abx(task: Task, item_arrays: list[np.ndarray], distance: str) -> AbxResult:
+    """ABX error (%) of one feature set (one (frames, dim) array per item of the task)."""
+    packed = pack_features(item_arrays, distance)
+    cells = score_cells(task, packed)
+    mean, per_pair = average_cells(cells)
+    names = task.phone_names
+    frames = int(packed.lengths.sum())
+    symbols = int(np.unique(packed.symbols).size) if distance == "levenshtein" else 0
+    return AbxResult(distance, 100.0 * (1.0 - mean), task.n_items_used, int(cells.n.sum()), len(cells.score),
+                     {f"{names[a]}-{names[b]}": 100.0 * (1.0 - v) for (a, b), v in per_pair.items()},
+                     cells.pairs, cells.undefined_pairs, cells.tied_triplets, symbols, frames,
+                     not_applicable(distance, packed, cells))
+
+
+def dtw_normalized(cost: np.ndarray) -> float:
+    """Path-length normalised DTW of a (n, m) frame-cost matrix (ABXpy semantics)."""
+    cost = np.ascontiguousarray(cost, dtype=np.float64)
+    if cost.ndim != 2 or 0 in cost.shape:
+        raise ValueError("DTW needs a non-empty (n, m) cost matrix")
+    return float(_dtw_normalized(cost))
+
+
+def edit_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Levenshtein distance between two sequences of integer symbols."""
+    return float(_edit_distance(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)))

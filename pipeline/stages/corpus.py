@@ -1,0 +1,36 @@
+"""``zs2020 corpus``: synthesize the offline demo corpus."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipeline.corpus.build import build_corpus, is_up_to_date, summary
+from pipeline.stages.options import config_option, training_config
+
+
+@click.command("corpus")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="data/corpus", show_default=True,
+              help="Corpus root to create (the dataset ROOT: audio goes to OUT/2019/english/).")
+@click.option("--scale", default=None,
+              help="tiny (a few seconds, for tests), demo (44 speakers, about 63 min of sentences plus 3000 "
+                   "ABX excerpts) or an integer N (N times the demo's utterances per speaker). "
+                   "Default: corpus.scale of the config.")
+@config_option("demo")
+@click.option("--jobs", type=click.IntRange(1), default=2, show_default=True,
+              help="Parallel synthesis processes (the output is identical for any value).")
+@click.option("--force", is_flag=True, help="Rebuild even if OUT already holds this scale and generator version.")
+def corpus_command(out_dir, scale, preset, jobs, force):
+    """Synthesize the offline demo corpus in the ZeroSpeech 2019 layout.
+
+    Needs the Debian speech engines (festival + voices, flite, espeak-ng, sox, dict-devil;
+    scripts/install_system_deps.sh). Deterministic: a rebuild gives identical bytes.
+    """
+    scale = scale or str(training_config(preset, ()).corpus.scale)
+    out = Path(out_dir)
+    if not force and is_up_to_date(out, scale):
+        click.echo(f"{out}: up to date (scale {scale}); use --force to rebuild")
+        return
+    stats: dict = {}
+    build_corpus(out, scale=scale, jobs=jobs, force=True, stats=stats)
+    click.echo(summary(out) + f"; built in {stats['wall_seconds']:.1f} s ({stats['cpu_seconds']:.0f} CPU s)")

@@ -1,0 +1,45 @@
+"""What every stage command shares: the config options and how a stage finds its config.
+
+Training stages start from a preset (``--config``, default ``demo``). Later stages (convert,
+submit, units, evaluate) use the config stored with the run's unit-system checkpoint, so
+``make evaluate CONFIG=full`` and a run trained with ``full`` agree; ``--config`` replaces it
+and trailing ``key=value`` overrides apply on top of either.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipeline.core.checkpoint import load_checkpoint
+from pipeline.core.config import Config, config_from_checkpoint, load_config
+from pipeline.core.layout import RunLayout
+
+CONFIG_HELP = "Preset name (tiny, demo, full) or a YAML file."
+
+
+def training_config(preset: str, overrides) -> Config:
+    return load_config(preset, overrides)
+
+
+def run_config(run: str | Path | None, preset: str | None, overrides=()) -> Config:
+    """``--config`` when given; else the config stored in RUN's unit-system checkpoint; else the
+    demo preset (no run). Overrides apply on top."""
+    if preset:
+        return load_config(preset, overrides)
+    checkpoint = RunLayout.of(run).vqvae_checkpoint if run else None
+    if checkpoint is not None and checkpoint.is_file():
+        stored = load_checkpoint(checkpoint)
+        return config_from_checkpoint(stored["config"], checkpoint).replace(overrides)
+    return load_config("demo", overrides)
+
+
+def config_option(default: str | None):
+    text = CONFIG_HELP + (" Default: the config stored with --run's checkpoints (demo without one)."
+                          if default is None else "")
+    return click.option("--config", "preset", default=default, show_default=default is not None, help=text)
+
+
+overrides_argument = click.argument("overrides", nargs=-1)
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+force_option = click.option("--force", is_flag=True, help="Redo the work even when the outputs are up to date.")

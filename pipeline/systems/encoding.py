@@ -1,0 +1,74 @@
+"""The one loop that encodes many wavs with a trained unit system (the encode stage, the
+submission's unit files and the units cache all go through ``encode_wavs``), and the npz file
+of one encoded utterance.
+
+Work is split into batches; each batch is read, turned into log-mels and encoded in few
+forward passes (``VQVAE.encode_mels`` groups equal lengths). With ``jobs`` > 1 the batches run
+in worker processes that each load the system once and share the CPUs between them.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from pipeline.core.audio import read_wav
+from pipeline.core.errors import UserError
+from pipeline.core.io import atomic_path
+from pipeline.core.pool import run_batches
+from pipeline.core.runtime import set_threads
+from pipeline.features import logmel
+from pipeline.systems.vqvae import Units, load_vqvae
+
+BATCH_FILES = 64
+_WORKER: dict = {}
+
+
+def _load(checkpoint: str, device: str) -> None:
+    """Per process: the system, loaded once; inference threads by the thread policy."""
+    set_threads()
+    _WORKER["system"] = load_vqvae(checkpoint, device)
+
+
+def _encode_batch(batch: list[tuple[Any, str, Callable]]) -> list[Any]:
+    system = _WORKER["system"]
+    mels = [logmel(read_wav(path, system.spec.sample_rate), system.spec) for _, path, _ in batch]
+    units = system.encode_mels(mels)
+    return [sink(key, u) for (key, _, sink), u in zip(batch, units)]
+
+
+def encode_wavs(checkpoint: str | os.PathLike, items: Sequence[tuple[Any, str | os.PathLike]],
+                sink: Callable[[Any, Units], Any], jobs: int = 1, device: str = "cpu", progress: bool = True,
+                desc: str = "encoding") -> list[Any]:
+    """``sink(key, units)`` for every ``(key, wav path)``; returns the sinks' results in order.
+    ``sink`` runs where the encoding ran (a worker process when ``jobs`` > 1): it writes files or
+    returns something small. Bad audio is one UserError naming the file."""
+    tasks = [(key, str(path), sink) for key, path in items]
+    if not tasks:
+        return []
+    # spawn: this process may already run torch with OpenMP threads, which a fork can deadlock
+    return run_batches(_encode_batch, tasks, jobs, batch_size=BATCH_FILES, desc=desc, unit="utt",
+                       progress=progress, initializer=_load, initargs=(str(checkpoint), device), start="spawn")
+
+
+# ============================================================================ npz files
+def write_units_npz(path: str | os.PathLike, units: Units) -> None:
+    """Every array of ``units`` in one npz (atomically)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **units.arrays())
+
+
+def read_units_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays of an npz written by ``write_units_npz`` (bottom_ids and top_ids at least)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise UserError(f"{path}: not an encoded-units npz ({' '.join(str(exc).split())[:100]})") from None
+    if "bottom_ids" not in arrays or "top_ids" not in arrays:
+        raise UserError(f"{path}: not an encoded-units npz with bottom_ids/top_ids")
+    return arrays

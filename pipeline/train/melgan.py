@@ -1,0 +1,320 @@
+"""Train the MelGAN vocoder on the target voices (``zs2020 train-melgan``).
+
+Data: every target-voice utterance (``train/voice`` and, when present,
+``train/parallel/voice``) of the languages in ``--features``: its stored log-mel from
+``<language>.h5`` and its waveform read from the dataset given explicitly (``--dataset``;
+peak-normalised by ``prepare_audio`` exactly as the features were). The wavs must be those the
+features were computed from: their sample counts are checked against the stored ones. A batch is random aligned
+crops: mel frames [k, k + F) with samples [k * hop, (k + F) * hop).
+
+Input mels: ``melgan.train.input_mels: ground_truth`` feeds the stored log-mels;
+``vqvae`` feeds each utterance's VQ-VAE-2 reconstruction (encode, then decode with the
+utterance's own voice) while the losses still compare against the real audio. At conversion the
+vocoder only ever sees decoder mels, which are smoother than real ones; training on them
+("ground-truth-aligned" input, as in Tacotron 2 vocoders) removes that mismatch.
+
+Schedule: ``warmup_steps`` generator-only steps on the spectral losses, then adversarial
+training (hinge + feature matching + spectral). A few utterances per voice are held out for
+validation (mel L1 of the vocoded whole utterance) and for the audio samples and spectrogram
+PNGs written under ``OUT/samples/`` at every checkpoint. Training resumes from
+``OUT/checkpoint.pt`` when config and data match, and is skipped when already finished.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.gan_losses import (MelL1Loss, MultiResolutionSTFTLoss, discriminator_hinge_loss,
+                               feature_matching_loss, generator_hinge_loss)
+from models.logmel import FeatureSpec
+from models.melgan import Generator, MultiScaleDiscriminator, count_parameters
+from pipeline.contract.dataset import Dataset, speaker_key
+from pipeline.contract.names import VOICE_SPLITS
+from pipeline.core.audio import write_wav
+from pipeline.core.config import Config, MelGAN
+from pipeline.core.errors import UserError
+from pipeline.core.io import atomic_path, file_digest, output_lock
+from pipeline.core.runtime import autocast, pick_device, seed_everything, set_threads, step_macs
+from pipeline.core.stamp import fingerprint
+from pipeline.core.training import TrainLoop
+from pipeline.features import open_feature_dir, prepare_audio
+from pipeline.systems.vocoders import KIND
+from pipeline.systems.vqvae import load_vqvae
+# Keys that may change without invalidating a run (more steps extends it; logging is cosmetic).
+_RESUMABLE_KEYS = ("steps", "checkpoint_every", "log_every", "validate_every", "num_samples", "sample_frames")
+
+
+@dataclass
+class VoiceUtterance:
+    key: str            # "<language>/<split>/<utt_id>"
+    speaker: str        # as the VQ-VAE names it (``contract.dataset.speaker_key``)
+    mel: np.ndarray     # (n_mels, frames) log10 mel, as stored by the features stage
+    audio: np.ndarray   # (frames * hop,) prepared waveform, zero-padded like LogMel pads it
+
+    @property
+    def frames(self) -> int:
+        return self.mel.shape[1]
+
+
+# ---------------------------------------------------------------------------------------- data
+def load_voice_data(features_dir: str | Path, dataset_root: str | Path, languages: list[str] | None = None,
+                    vqvae=None) -> tuple[FeatureSpec, list[VoiceUtterance], list[str]]:
+    """The input mels and prepared waveforms of every target-voice utterance, plus the
+    feature files' fingerprints (the data identity of a run). Waveforms come from
+    ``dataset_root``. With ``vqvae`` (a loaded ``pipeline.systems.vqvae.VQVAE``) the input mel
+    is the model's reconstruction in the same voice."""
+    stores = open_feature_dir(features_dir, languages=languages)
+    spec, items = stores[0].spec, []
+    try:
+        for store in stores:
+            dataset = Dataset(dataset_root, store.language)
+            for split in VOICE_SPLITS:
+                for utt in dataset.utterances(split, required=split == "train/voice"):
+                    if utt.key not in store:
+                        raise UserError(f"{store.path}: has no features for {utt.key} of --dataset {dataset_root}: "
+                                        f"the features were made from another dataset (re-run `zs2020 features`)")
+                    mel = store.get(utt.key)
+                    audio = prepare_audio(utt.read(spec.sample_rate), spec)
+                    frames = mel.shape[1]
+                    if spec.num_frames(len(audio)) != frames:
+                        raise UserError(f"{store.path}: {utt.key} has {frames} frames but its audio has "
+                                        f"{len(audio)} samples: re-run `zs2020 features --force`")
+                    audio = np.pad(audio, (0, frames * spec.hop_length - len(audio)))
+                    speaker = speaker_key(store.language, utt.speaker)
+                    if vqvae is not None:
+                        mel = vqvae.decode_units(vqvae.encode_mel(mel), speaker).astype(np.float32)
+                    items.append(VoiceUtterance(f"{store.language}/{utt.key}", speaker, mel, audio))
+        return spec, items, [store.fingerprint for store in stores]
+    finally:
+        for store in stores:
+            store.close()
+
+
+def split_heldout(items: list[VoiceUtterance], per_voice: int) -> tuple[list[VoiceUtterance], list[VoiceUtterance]]:
+    """Hold out the last ``per_voice`` utterances of each voice (never a voice's only one)."""
+    train, held = [], []
+    for speaker in sorted({u.speaker for u in items}):
+        mine = [u for u in items if u.speaker == speaker]
+        k = min(per_voice, len(mine) - 1)
+        train += mine[:len(mine) - k] if k > 0 else mine
+        held += mine[len(mine) - k:] if k > 0 else []
+    return train, held
+
+
+def random_crops(items: list[VoiceUtterance], speakers: dict[str, int], batch_size: int, segment_frames: int,
+                 hop: int, gen: torch.Generator, log_floor: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mel (B, n_mels, F), audio (B, F * hop), speaker ids (B,)); utterances drawn in
+    proportion to their length, crops aligned at frame boundaries."""
+    weights = torch.tensor([u.frames for u in items], dtype=torch.float64)
+    picks = torch.multinomial(weights, batch_size, replacement=True, generator=gen).tolist()
+    mels, wavs = [], []
+    for i in picks:
+        utt = items[i]
+        mel, audio = utt.mel, utt.audio
+        if utt.frames < segment_frames:  # pad short utterances with silence
+            short = segment_frames - utt.frames
+            mel = np.pad(mel, ((0, 0), (0, short)), constant_values=np.log10(log_floor))
+            audio = np.pad(audio, (0, short * hop))
+        start = int(torch.randint(0, mel.shape[1] - segment_frames + 1, (1,), generator=gen))
+        mels.append(mel[:, start:start + segment_frames])
+        wavs.append(audio[start * hop:(start + segment_frames) * hop])
+    ids = torch.tensor([speakers[items[i].speaker] for i in picks])
+    return torch.from_numpy(np.stack(mels)), torch.from_numpy(np.stack(wavs)), ids
+
+
+# ---------------------------------------------------------------------------------------- training
+class MelGANTrainer:
+    """Models, optimizers, losses and the per-step update (generator-only during warm-up)."""
+
+    def __init__(self, config: Config, spec: FeatureSpec, speakers: dict[str, int], device: torch.device):
+        cfg = config.melgan
+        self.cfg, self.spec, self.speakers, self.device = cfg, spec, speakers, device
+        self.amp = config.runtime.amp
+        hop = int(np.prod(cfg.generator.ratios))
+        if hop != spec.hop_length:
+            raise UserError(f"config key melgan.generator.ratios: they multiply to {hop}, but the feature hop is "
+                            f"{spec.hop_length}")
+        self.generator_args = generator_args(cfg, spec.n_mels, len(speakers) if cfg.speaker_conditioned else 0)
+        self.generator = Generator(**self.generator_args).to(device)
+        d = cfg.discriminator
+        self.discriminator = MultiScaleDiscriminator(scales=d.scales, ndf=d.ndf, n_layers=d.layers,
+                                                     downsample=d.downsample, max_channels=d.max_channels).to(device)
+        train = cfg.train
+        betas = tuple(train.betas)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=train.lr_generator, betas=betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=train.lr_discriminator, betas=betas)
+        loss = cfg.loss
+        self.weights = {k: getattr(loss, k) for k in ("mel", "stft", "adversarial", "feature_matching")}
+        self.mel_loss = MelL1Loss(spec).to(device)
+        self.stft_loss = MultiResolutionSTFTLoss(loss.stft_resolutions).to(device)
+        self.warmup = train.warmup_steps
+        # The generator-only warm-up tolerates (and profits from) a higher rate than GAN training.
+        self.lr_schedule = (train.lr_warmup, train.lr_generator)
+
+    def speaker_ids(self, ids: torch.Tensor) -> torch.Tensor | None:
+        return ids.to(self.device) if self.generator.n_speakers else None
+
+    def step(self, batch, step: int) -> dict:
+        mel, real, ids = (t.to(self.device) for t in batch)
+        w = self.weights
+        with autocast(self.device, self.amp):
+            fake = self.generator(mel, self.speaker_ids(ids)).float()
+        metrics = {}
+        adversarial = step >= self.warmup
+        for group in self.opt_g.param_groups:
+            group["lr"] = self.lr_schedule[adversarial]
+        if adversarial:
+            with autocast(self.device, self.amp):
+                real_out = self.discriminator(real)
+                fake_out = self.discriminator(fake.detach())
+            d_loss = discriminator_hinge_loss(real_out, fake_out).float()
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.opt_d.step()
+            metrics["d_loss"] = d_loss.item()
+        mel_l1 = self.mel_loss(fake, real)
+        g_loss = w["mel"] * mel_l1
+        metrics["mel_l1"] = mel_l1.item()
+        if w["stft"] > 0:
+            stft = self.stft_loss(fake, real)
+            g_loss = g_loss + w["stft"] * stft
+            metrics["stft"] = stft.item()
+        if adversarial:
+            with autocast(self.device, self.amp):
+                fake_out = self.discriminator(fake)
+            adv = generator_hinge_loss(fake_out).float()
+            fm = feature_matching_loss(real_out, fake_out).float()
+            g_loss = g_loss + w["adversarial"] * adv + w["feature_matching"] * fm
+            metrics.update(g_adv=adv.item(), feature_matching=fm.item())
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        metrics["g_loss"] = g_loss.item()
+        return metrics
+
+    @torch.no_grad()
+    def vocode(self, utt: VoiceUtterance, max_frames: int | None = None) -> np.ndarray:
+        mel = torch.from_numpy(utt.mel[:, :max_frames]).unsqueeze(0).to(self.device)
+        ids = torch.tensor([self.speakers[utt.speaker]])
+        return self.generator(mel, self.speaker_ids(ids))[0].float().cpu().numpy()
+
+    @torch.no_grad()
+    def validation_mel_l1(self, items: list[VoiceUtterance], max_frames: int) -> float:
+        """Mean L1 between the log-mels of each held-out utterance's real audio and of its vocoded audio."""
+        losses = []
+        for utt in items:
+            wav = torch.from_numpy(self.vocode(utt, max_frames)).to(self.device)
+            frames = min(utt.frames, max_frames) if max_frames else utt.frames
+            real = torch.from_numpy(utt.audio[:frames * self.spec.hop_length]).to(self.device)
+            target = self.mel_loss.logmel(real)[0]
+            losses.append(torch.nn.functional.l1_loss(self.mel_loss.logmel(wav)[0], target).item())
+        return float(np.mean(losses))
+
+
+def write_samples(trainer: MelGANTrainer, items: list[VoiceUtterance], out_dir: Path, step: int, max_frames: int) -> None:
+    """Vocoded wavs plus a PNG comparing real and regenerated log-mels, one pair per utterance."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    was_training = trainer.generator.training
+    trainer.generator.eval()
+    for utt in items:
+        name = f"step{step:06d}_{utt.key.replace('/', '_')}"
+        wav = trainer.vocode(utt, max_frames)
+        write_wav(out_dir / f"{name}.wav", wav, trainer.spec.sample_rate)
+        with torch.no_grad():
+            regenerated = trainer.mel_loss.logmel(torch.from_numpy(wav).to(trainer.device))[0].cpu().numpy()
+        fig, axes = plt.subplots(2, 1, figsize=(8, 4.5), sharex=True)
+        for ax, mel, title in zip(axes, (utt.mel[:, :max_frames], regenerated), ("input mel", f"vocoded, step {step}")):
+            ax.imshow(mel, origin="lower", aspect="auto", vmin=-5, vmax=max(1.0, float(mel.max())), cmap="magma")
+            ax.set_title(f"{utt.key}: {title}", fontsize=8)
+        axes[-1].set_xlabel("frame (10 ms)")
+        fig.tight_layout()
+        with atomic_path(out_dir / f"{name}.png") as tmp:
+            fig.savefig(tmp, dpi=80, format="png")
+        plt.close(fig)
+    trainer.generator.train(was_training)
+
+
+def generator_args(cfg: MelGAN, n_mels: int, n_speakers: int) -> dict:
+    """The generator's constructor arguments (stored in the checkpoint's meta, so inference
+    rebuilds it without any config)."""
+    g = cfg.generator
+    return {"n_mels": n_mels, "ngf": g.ngf, "ratios": list(g.ratios), "n_residual": g.n_residual,
+            "n_speakers": n_speakers, "speaker_dim": g.speaker_dim}
+
+
+def run_fingerprint(config: Config, spec: FeatureSpec, data_ids: list[str]) -> str:
+    cfg = config.melgan.to_dict()
+    cfg["train"] = {k: v for k, v in cfg["train"].items() if k not in _RESUMABLE_KEYS}
+    return fingerprint(KIND, cfg, spec.to_dict(), config.seed, data_ids)
+
+
+def train(features_dir: str | Path, dataset_root: str | Path, out_dir: str | Path, config: Config,
+          force: bool = False, progress: bool = True, log=print, vqvae_checkpoint: str | Path | None = None) -> Path:
+    """Train (or resume, or skip when finished) the vocoder; returns ``OUT/checkpoint.pt``.
+    ``vqvae_checkpoint`` is required when ``melgan.train.input_mels`` is ``vqvae``."""
+    out_dir = Path(out_dir)
+    with output_lock(out_dir, "training run"):
+        return _train(features_dir, dataset_root, out_dir, config, force, progress, log, vqvae_checkpoint)
+
+
+def _train(features_dir, dataset_root, out_dir: Path, config: Config, force: bool, progress: bool, log,
+           vqvae_checkpoint) -> Path:
+    cfg = config.melgan
+    train_cfg = cfg.train
+    device = pick_device(config.runtime.device)
+    vqvae, vqvae_id = None, None
+    if train_cfg.input_mels == "vqvae":
+        if vqvae_checkpoint is None:
+            raise UserError("melgan.train.input_mels=vqvae needs the VQ-VAE checkpoint (--vqvae PATH)")
+        vqvae = load_vqvae(vqvae_checkpoint, device="cpu")
+        vqvae_id = file_digest(vqvae_checkpoint)
+    spec, items, data_ids = load_voice_data(features_dir, dataset_root, cfg.languages or None, vqvae)
+    if vqvae_id:
+        data_ids = data_ids + [vqvae_id]
+    speakers = {spk: i for i, spk in enumerate(sorted({u.speaker for u in items}))}
+    train_items, held = split_heldout(items, train_cfg.val_utterances)
+    seed = config.seed
+    seed_everything(seed)
+    trainer = MelGANTrainer(config, spec, speakers, device)
+    set_threads(config.runtime.threads, work_macs=3 * step_macs(trainer.generator, train_cfg.batch_size
+                                                                * train_cfg.segment_frames * spec.hop_length))
+    sample_items = (held or train_items)[:train_cfg.num_samples]
+    sample_frames = train_cfg.sample_frames
+    samples_dir = out_dir / "samples"
+    loop = TrainLoop(
+        run_dir=out_dir, kind=KIND, config=config.to_dict(), fingerprint=run_fingerprint(config, spec, data_ids),
+        models={"generator": trainer.generator, "discriminator": trainer.discriminator},
+        optimizers={"generator": trainer.opt_g, "discriminator": trainer.opt_d},
+        meta={"speakers": speakers, "speaker_conditioned": cfg.speaker_conditioned,
+              "generator": trainer.generator_args,
+              "feature_spec": spec.to_dict(), "train_utterances": len(train_items),
+              "heldout": [u.key for u in held],
+              "parameters": {"generator": count_parameters(trainer.generator),
+                             "discriminator": count_parameters(trainer.discriminator)}},
+        seed=seed, total_steps=train_cfg.steps, checkpoint_every=train_cfg.checkpoint_every,
+        log_every=train_cfg.log_every, validate_every=train_cfg.validate_every,
+        on_checkpoint=lambda step: write_samples(trainer, sample_items, samples_dir, step, sample_frames),
+        plot_groups=[["mel_l1"], ["stft"], ["g_adv", "d_loss"], ["feature_matching"]])
+    if not force and loop.is_up_to_date():
+        log(f"{loop.checkpoint_path}: up to date ({train_cfg.steps} steps); use --force to retrain")
+        return loop.checkpoint_path
+    if not force and loop.try_resume(log=log):
+        log(f"{loop.checkpoint_path}: resuming at step {loop.step}")
+    elif samples_dir.exists():
+        shutil.rmtree(samples_dir)  # samples of a previous, different run
+    segment = train_cfg.segment_frames
+    batch_size = train_cfg.batch_size
+
+    def batch_fn(step: int, gen: torch.Generator):
+        return random_crops(train_items, speakers, batch_size, segment, spec.hop_length, gen, spec.log_floor)
+
+    validate = (lambda: {"mel_l1": trainer.validation_mel_l1(held, sample_frames)}) if held else None
+    loop.fit(batch_fn, trainer.step, validate, progress=progress)
+    return loop.checkpoint_path

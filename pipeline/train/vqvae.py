@@ -1,0 +1,208 @@
+"""Train the speaker-conditioned VQ-VAE-2 on the log-mel features of every training speaker.
+
+Data: every utterance of train/unit, train/voice and train/parallel (when present) of the
+configured languages, read from ``<features>/<language>.h5``; a seeded share of utterances is
+held out for validation. Batches are random fixed-length crops drawn from the step's own
+generator (so a resumed run replays the uninterrupted one exactly). The checkpoint's meta holds
+the speaker map, the feature spec, the model settings and the mel normalisation, which is all
+``pipeline.systems.vqvae.load_vqvae`` needs. The ``train-vqvae`` stage calls ``train``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.quantizer import code_perplexity
+from models.vqvae2 import STRIDE, VQVAE2, VQVAE2Config
+from pipeline.contract.dataset import speaker_key
+from pipeline.contract.names import TRAIN_SPLITS
+from pipeline.core.config import Config, TrainSchedule
+from pipeline.core.errors import UserError
+from pipeline.core.io import output_lock
+from pipeline.core.runtime import (autocast, distributed, pick_device, seed_everything, set_threads, step_macs,
+                                   step_seed, wrap_ddp)
+from pipeline.core.stamp import fingerprint
+from pipeline.core.training import TrainLoop
+from pipeline.features import feature_spec, open_feature_dir
+from pipeline.systems.vqvae import KIND
+
+# Settings that change only logging, never the trained weights: not part of the resume fingerprint.
+_NOT_FINGERPRINTED = ("checkpoint_every", "log_every", "validate_every")
+
+
+@dataclasses.dataclass
+class TrainingData:
+    keys: list[str]             # "<language>:<split>/<utt>" of every training utterance
+    mels: list[np.ndarray]      # (n_mels, frames) float32
+    speakers: np.ndarray        # speaker id per utterance
+    speaker_map: dict[str, int]
+    val_idx: np.ndarray         # held-out utterance indices
+    train_idx: np.ndarray       # utterances batches are drawn from (long enough for a segment)
+
+
+def load_training_data(features_dir, config: Config) -> tuple[TrainingData, list[str]]:
+    """Read every training utterance of the configured languages into memory."""
+    spec = feature_spec(config)
+    stores = open_feature_dir(features_dir, spec, config.vqvae.languages)
+    keys, mels, spk_names, fingerprints = [], [], [], []
+    for store in stores:
+        with store:
+            fingerprints.append(store.fingerprint)
+            for split in TRAIN_SPLITS:
+                for key in store.keys(split):
+                    keys.append(f"{store.language}:{key}")
+                    mels.append(store.get(key))
+                    spk_names.append(speaker_key(store.language, str(store.attrs(key)["speaker"])))
+    if not keys:
+        raise UserError(f"{features_dir}: the features hold no training utterances (train/unit, train/voice)")
+    speaker_map = {name: i for i, name in enumerate(sorted(set(spk_names)))}
+    speakers = np.array([speaker_map[n] for n in spk_names], dtype=np.int64)
+
+    tcfg = config.vqvae.train
+    order = np.random.default_rng(config.seed).permutation(len(keys))
+    n_val = min(int(math.ceil(len(keys) * tcfg.val_fraction)), len(keys) - 1)
+    val_idx = np.sort(order[:n_val])
+    segment = tcfg.segment_frames
+    train_idx = np.array(sorted(i for i in order[n_val:] if mels[i].shape[1] >= segment), dtype=np.int64)
+    if len(train_idx) == 0:
+        raise UserError(f"{features_dir}: no training utterance is at least vqvae.train.segment_frames="
+                        f"{segment} frames long; lower it")
+    return TrainingData(keys, mels, speakers, speaker_map, val_idx, train_idx), fingerprints
+
+
+def mel_statistics(mels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin mean and standard deviation over all frames (float64 accumulation)."""
+    total = sum(m.shape[1] for m in mels)
+    mean = sum(m.astype(np.float64).sum(1) for m in mels) / total
+    var = sum(((m.astype(np.float64) - mean[:, None]) ** 2).sum(1) for m in mels) / total
+    return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
+
+
+def model_config(config: Config, num_speakers: int, n_mels: int) -> VQVAE2Config:
+    v = config.vqvae
+    return VQVAE2Config(n_mels=n_mels, num_speakers=num_speakers, **v.model.to_dict(), **v.quantizer.to_dict())
+
+
+def learning_rate(tcfg: TrainSchedule, step: int) -> float:
+    """Constant, multiplied by lr_gamma at each milestone (given as fractions of the total steps)."""
+    passed = sum(step >= m * tcfg.steps for m in tcfg.lr_milestones)
+    return tcfg.lr * tcfg.lr_gamma ** passed
+
+
+def run_fingerprint(config: Config, data_fingerprints: list[str]) -> str:
+    vq = config.vqvae.to_dict()
+    vq["train"] = {k: v for k, v in vq["train"].items() if k not in _NOT_FINGERPRINTED}
+    return fingerprint(KIND, vq, config.features, config.seed, data_fingerprints)
+
+
+def train(features_dir: str | os.PathLike, out_dir: str | os.PathLike, config: Config, force: bool = False,
+          progress: bool = True, log=print) -> Path:
+    """Train (or resume, or skip when finished) and return ``out_dir/checkpoint.pt``. A second
+    run on the same ``out_dir`` fails at once while this one holds it."""
+    out_dir = Path(out_dir)
+    with output_lock(out_dir, "training run"):
+        return _train(features_dir, out_dir, config, force, progress, log)
+
+
+def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: bool, log) -> Path:
+    tcfg = config.vqvae.train
+    device = pick_device(config.runtime.device)
+    amp = config.runtime.amp
+    seed = config.seed
+    rank, world = distributed()
+    seed_everything(seed)
+
+    data, data_fps = load_training_data(features_dir, config)
+    spec = feature_spec(config)
+    cfg = model_config(config, len(data.speaker_map), spec.n_mels)
+    model = VQVAE2(cfg)
+    set_threads(config.runtime.threads, work_macs=3 * step_macs(model, tcfg.batch_size * tcfg.segment_frames))
+    mean, std = mel_statistics([data.mels[i] for i in data.train_idx])
+    model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
+    meta = {"speakers": data.speaker_map, "feature_spec": spec.to_dict(), "model": dataclasses.asdict(cfg),
+            "normalization": {"mean": mean.tolist(), "std": std.tolist()},
+            "languages": list(config.vqvae.languages),
+            "train_utterances": int(len(data.train_idx)), "val_keys": [data.keys[i] for i in data.val_idx]}
+    loop = TrainLoop(run_dir=out_dir, kind=KIND, config=config.to_dict(), fingerprint=run_fingerprint(config, data_fps),
+                     models={"vqvae": model}, optimizers={"adam": optimizer}, meta=meta, seed=seed,
+                     total_steps=tcfg.steps, checkpoint_every=tcfg.checkpoint_every,
+                     log_every=tcfg.log_every, validate_every=tcfg.validate_every,
+                     plot_groups=[["loss", "recon"], ["ppl_b", "ppl_t"], ["used_b", "used_t"]])
+    if not force and loop.is_up_to_date():
+        if progress:
+            log(f"{loop.checkpoint_path}: up to date ({tcfg.steps} steps)")
+        return loop.checkpoint_path
+    if not force and loop.try_resume(log=log):
+        if progress:
+            log(f"{loop.checkpoint_path}: resuming at step {loop.step}")
+    net = wrap_ddp(model, device)
+    segment = tcfg.segment_frames
+    segment -= segment % STRIDE  # whole top-level frames: no padding inside training batches
+    weights = torch.tensor([data.mels[i].shape[1] - segment + 1 for i in data.train_idx], dtype=torch.float64)
+    batch_size = tcfg.batch_size
+
+    def batch_fn(step: int, gen: torch.Generator):
+        if world > 1:  # each rank draws its own crops
+            gen.manual_seed(step_seed(seed, step) + rank)
+        # Utterances weighted by their number of crop positions: every crop is equally likely.
+        picks = torch.multinomial(weights, batch_size, replacement=True, generator=gen)
+        starts = (torch.rand(batch_size, generator=gen, dtype=torch.float64) * weights[picks]).long()
+        idx = data.train_idx[picks.numpy()]
+        mel = np.stack([data.mels[i][:, s:s + segment] for i, s in zip(idx, starts.tolist())])
+        return torch.from_numpy(mel), torch.from_numpy(data.speakers[idx])
+
+    def step_fn(batch, step: int) -> dict:
+        return train_step(net, optimizer, batch, tcfg, step, device, amp)
+
+    val_idx = data.val_idx[: tcfg.val_max_utterances]
+
+    def validate_fn() -> dict:
+        return evaluate(model, [data.mels[i] for i in val_idx], data.speakers[val_idx], device)
+
+    loop.fit(batch_fn, step_fn, validate_fn if len(val_idx) else None, progress=progress and rank == 0)
+    return loop.checkpoint_path
+
+
+def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch, tcfg: TrainSchedule, step: int,
+               device: torch.device, amp: bool) -> dict:
+    """One optimisation step on a (mel, speaker) batch; returns the step's metrics."""
+    mel, spk = (t.to(device) for t in batch)
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(tcfg, step)
+    with autocast(device, amp):
+        out = net(mel, spk)
+    loss = out.recon_loss.float() + out.commit_loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if tcfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), tcfg.grad_clip)
+    optimizer.step()
+    enc = out.encoded
+    return {"loss": loss.item(), "recon": out.recon_loss.item(), "commit": out.commit_loss.item(),
+            "ppl_b": enc.bottom.perplexity.item(), "ppl_t": enc.top.perplexity.item(),
+            "used_b": enc.bottom.codes_in_use.item(), "used_t": enc.top.codes_in_use.item()}
+
+
+@torch.no_grad()
+def evaluate(model: VQVAE2, mels: list[np.ndarray], speakers: np.ndarray, device) -> dict:
+    """Reconstruction L1 (normalised, frame-weighted) and code statistics over whole utterances."""
+    model.eval()
+    total, frames = 0.0, 0
+    counts_b = torch.zeros(model.cfg.bottom_codes)
+    counts_t = torch.zeros(model.cfg.top_codes)
+    for mel, spk in zip(mels, speakers):
+        x = torch.from_numpy(mel)[None].to(device)
+        out = model(x, torch.tensor([int(spk)], device=device))
+        total += out.recon_loss.item() * mel.shape[1]
+        frames += mel.shape[1]
+        counts_b += torch.bincount(out.encoded.bottom.ids.flatten().cpu(), minlength=model.cfg.bottom_codes)
+        counts_t += torch.bincount(out.encoded.top.ids.flatten().cpu(), minlength=model.cfg.top_codes)
+    return {"recon": total / max(frames, 1), "ppl_b": float(code_perplexity(counts_b)), "ppl_t": float(code_perplexity(counts_t)),
+            "used_b": float((counts_b > 0).sum()), "used_t": float((counts_t > 0).sum())}
