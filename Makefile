@@ -15,7 +15,8 @@ JOBS      ?= 2
 OVERRIDES ?=
 # Official file lists (share/2019/<language> of the official package), when you have them.
 FILELISTS ?=
-CORPUS_SCALE ?= demo
+# Demo corpus size (tiny, demo or N); empty = corpus.scale of the config.
+CORPUS_SCALE ?=
 
 FILELIST_OPT := $(if $(FILELISTS),--filelists $(FILELISTS),)
 
@@ -44,7 +45,7 @@ system-deps:
 # The embedded demo corpus is only built when DATASET is the default.
 corpus: setup
 ifeq ($(DATASET),data/corpus)
-	$(ZS) corpus --out data/corpus --scale $(CORPUS_SCALE) --jobs $(JOBS)
+	$(ZS) corpus --out data/corpus --config $(CONFIG) $(if $(CORPUS_SCALE),--scale $(CORPUS_SCALE),) --jobs $(JOBS)
 endif
 
 features: corpus
@@ -55,7 +56,7 @@ vqvae: features
 
 # The vocoder trains on the VQ-VAE-2's reconstructions of the target voices (melgan.train.input_mels).
 melgan: vqvae
-	$(ZS) train-melgan --features $(RUN)/features --out $(RUN)/melgan --vqvae $(RUN)/vqvae/checkpoint.pt --config $(CONFIG) $(OVERRIDES)
+	$(ZS) train-melgan --features $(RUN)/features --dataset $(DATASET) --out $(RUN)/melgan --vqvae $(RUN)/vqvae/checkpoint.pt --config $(CONFIG) $(OVERRIDES)
 
 submission: vqvae melgan
 	$(ZS) submit --dataset $(DATASET) --run $(RUN) --out $(RUN)/submission --config $(CONFIG) $(FILELIST_OPT) $(OVERRIDES)
@@ -65,7 +66,7 @@ validate: submission
 	$(ZS) validate $(RUN)/submission.zip --dataset $(DATASET) $(FILELIST_OPT)
 
 evaluate: setup
-	$(ZS) evaluate $(RUN)/submission --dataset $(DATASET) --out $(RUN)/evaluation --jobs $(JOBS) $(FILELIST_OPT)
+	$(ZS) evaluate $(RUN)/submission --dataset $(DATASET) --out $(RUN)/evaluation --run $(RUN) --config $(CONFIG) --jobs $(JOBS) $(FILELIST_OPT) $(OVERRIDES)
 
 test: setup
 	$(BIN)/python -m pytest -q tests

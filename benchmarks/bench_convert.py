@@ -34,8 +34,8 @@ from models.melgan import build_discriminator, build_generator, count_parameters
 from models.vqvae2 import VQVAE2  # noqa: E402
 from pipeline.core.checkpoint import save_checkpoint  # noqa: E402
 from pipeline.core.config import load_config  # noqa: E402
-from pipeline.systems.converter import Converter  # noqa: E402
 from pipeline.features import feature_spec  # noqa: E402
+from pipeline.systems.converter import Converter  # noqa: E402
 from pipeline.train.melgan import MelGANTrainer  # noqa: E402
 from pipeline.train.vqvae import model_config  # noqa: E402
 

@@ -33,8 +33,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.logmel import FeatureSpec  # noqa: E402
-from pipeline.evaluation import abx  # noqa: E402
 from pipeline.contract.dataset import Dataset  # noqa: E402
+from pipeline.evaluation import abx  # noqa: E402
 from pipeline.evaluation.evaluate import baseline_features  # noqa: E402
 
 FRAME = 0.01   # our log-mel hop, seconds

@@ -16,10 +16,10 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 
+from pipeline.contract.dataset import Dataset
 from pipeline.contract.filelists import FileLists, find_filelists
 from pipeline.contract.names import ABX_DISTANCES, AUX_FOLDERS, LANGUAGES, TOP_METADATA, TRACK_METADATA
 from pipeline.contract.reader import SubmissionTree, UnsafeZip, ZipLimits, open_submission
-from pipeline.contract.dataset import Dataset
 from pipeline.core.errors import UserError
 from submission.files import run_file_checks
 from submission.metadata import check_entries, load_yaml_mapping

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-
 # A few steps, no samples or validation: enough to test resume and metadata, in seconds.
 SHORT = ("melgan.train.warmup_steps=2", "melgan.train.checkpoint_every=2", "melgan.train.log_every=1",
          "melgan.train.validate_every=0", "melgan.train.num_samples=0")

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.core.audio import write_wav
-from pipeline.contract.names import LANGUAGES, SAMPLE_RATE
 from pipeline.contract.filelists import find_filelists
+from pipeline.contract.names import LANGUAGES, SAMPLE_RATE
 from pipeline.contract.unitfile import write_units
+from pipeline.core.audio import write_wav
 
 TOP_METADATA = "author: Test Author\naffiliation: Test Lab\nopen source: true\n"
 TRACK_METADATA = """abx distance: dtw_cosine

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from pipeline.contract.items import read_items
-from pipeline.evaluation import abx
 from pipeline.core.errors import UserError
+from pipeline.evaluation import abx
 
 
 def items(phones, speakers, contexts=None, files=None):

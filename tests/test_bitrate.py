@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.evaluation.bitrate import bitrate, entropy_bits
-from pipeline.core.errors import UserError
 from pipeline.contract.unitfile import parse_units
+from pipeline.core.errors import UserError
+from pipeline.evaluation.bitrate import bitrate, entropy_bits
 
 
 def test_hand_computed_bitrate_pools_counts_over_files():

@@ -11,9 +11,8 @@ from click.testing import CliRunner
 from pipeline.contract.dataset import Dataset
 from pipeline.core.errors import UserError
 from pipeline.features import logmel
-from tests.fixtures_melgan import conditioned_melgan  # noqa: F401 (fixture)
 from tests.fixtures_config import SPEC
-
+from tests.fixtures_melgan import conditioned_melgan  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")

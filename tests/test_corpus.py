@@ -11,15 +11,15 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from pipeline.corpus import engines as corpus_engines
-from pipeline.corpus.build import build_corpus, is_up_to_date
-from pipeline.stages.corpus import corpus_command
-from pipeline.corpus.excerpts import MIN_EXCERPT, scored_phones, select
-from pipeline.corpus.engines import _espeak_segments
-from pipeline.corpus.phones import PHONES, SNAP, Phone, canonical_espeak, canonical_flite, finalize
-from pipeline.corpus.plan import make_plan
 from pipeline.contract.dataset import Dataset, read_alignment, read_filelist
 from pipeline.contract.names import ALL_SPLITS, TRAIN_SPLITS
+from pipeline.corpus import engines as corpus_engines
+from pipeline.corpus.build import build_corpus, is_up_to_date
+from pipeline.corpus.engines import _espeak_segments
+from pipeline.corpus.excerpts import MIN_EXCERPT, scored_phones, select
+from pipeline.corpus.phones import PHONES, SNAP, Phone, canonical_espeak, canonical_flite, finalize
+from pipeline.corpus.plan import make_plan
+from pipeline.stages.corpus import corpus_command
 
 
 @pytest.fixture(scope="module")

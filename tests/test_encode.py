@@ -9,11 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.contract.dataset import Dataset
-from pipeline.stages.encode import encode_command
-from pipeline.systems.vqvae import load_vqvae
+from pipeline.contract.unitfile import read_units
 from pipeline.core.errors import UserError
 from pipeline.features import FeatureStore, wav_to_logmel
-from pipeline.contract.unitfile import read_units
+from pipeline.stages.encode import encode_command
+from pipeline.systems.vqvae import load_vqvae
 
 
 @pytest.fixture(scope="module")

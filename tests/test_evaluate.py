@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from fixtures_evaluate import context_free_copy, write_feature_submission
+
 from pipeline.contract.dataset import Dataset
 from pipeline.core.errors import UserError
 from pipeline.evaluation.evaluate import evaluate_submission

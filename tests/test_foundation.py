@@ -9,9 +9,9 @@ import torch
 from click.testing import CliRunner
 
 from models.logmel import LogMel
+from pipeline.cli import COMMANDS, main
 from pipeline.core.audio import read_wav, write_wav
 from pipeline.core.checkpoint import load_checkpoint
-from pipeline.cli import COMMANDS, main
 from pipeline.core.config import PRESETS, load_config
 from pipeline.core.errors import UserError
 from pipeline.core.io import atomic_dir, atomic_path

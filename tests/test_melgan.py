@@ -11,13 +11,13 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner
 
-from models.gan_losses import (MelL1Loss, MultiResolutionSTFTLoss, discriminator_hinge_loss,
-                               feature_matching_loss, generator_hinge_loss)
+from models.gan_losses import (MelL1Loss, MultiResolutionSTFTLoss, discriminator_hinge_loss, feature_matching_loss,
+                               generator_hinge_loss)
 from models.melgan import Generator, MultiScaleDiscriminator, count_parameters, remove_weight_norm
 from pipeline.core.checkpoint import load_checkpoint
 from pipeline.core.errors import UserError
-from tests.fixtures_melgan import conditioned_melgan, short_config  # noqa: F401 (fixture)
 from tests.fixtures_config import SPEC
+from tests.fixtures_melgan import conditioned_melgan, short_config  # noqa: F401 (fixture)
 
 
 # ---------------------------------------------------------------------------- modules

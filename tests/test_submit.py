@@ -13,15 +13,15 @@ import soundfile as sf
 import yaml
 from click.testing import CliRunner
 
-from pipeline.core.checkpoint import load_checkpoint
 from pipeline.cli import main
 from pipeline.contract.dataset import Dataset
-from pipeline.core.errors import UserError
 from pipeline.contract.filelists import find_filelists
 from pipeline.contract.unitfile import read_units
-from submission.validator import validate_submission
+from pipeline.core.checkpoint import load_checkpoint
+from pipeline.core.errors import UserError
 from pipeline.core.stamp import stamp_path
 from pipeline.stages.submit import make_submission as write_submission
+from submission.validator import validate_submission
 
 pytestmark = pytest.mark.slow     # needs the trained tiny run (shared session fixture)
 

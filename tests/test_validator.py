@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
+from fixtures_submission import copy_submission, handmade_submission  # noqa: F401  (fixture)
 
 from pipeline.cli import main
-from pipeline.core.errors import UserError
 from pipeline.contract.filelists import find_filelists
-from pipeline.contract.unitfile import UnitFileError, check_units_text, write_units
 from pipeline.contract.reader import ZipLimits
+from pipeline.contract.unitfile import UnitFileError, check_units_text, write_units
+from pipeline.core.errors import UserError
 from submission.report import STRICT
 from submission.validator import validate_submission
-from fixtures_submission import copy_submission, handmade_submission  # noqa: F401  (fixture)
 
 
 @pytest.fixture

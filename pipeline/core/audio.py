@@ -18,7 +18,6 @@ import soundfile as sf
 from pipeline.core.errors import UserError
 from pipeline.core.io import atomic_path
 
-
 MAX_AUDIO_SECONDS = 300
 
 

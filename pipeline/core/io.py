@@ -7,6 +7,7 @@ output removes those whose process is gone."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -126,8 +127,6 @@ def output_lock(path: str | os.PathLike, what: str = "run") -> Iterator[None]:
     second run writing the same output fails at once instead of racing the first one.
     The lock is a ``.<name>.lock`` file beside the output; the kernel releases it when the
     process ends, however it ends."""
-    import fcntl
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = path.with_name(f".{path.name}.lock")

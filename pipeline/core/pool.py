@@ -15,10 +15,13 @@ import ctypes
 import multiprocessing
 import os
 import signal
+import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable, Iterator, Sequence
 
 from tqdm import tqdm
+
+from pipeline.core.threads import worker_threads
 
 _PR_SET_PDEATHSIG = 1
 
@@ -38,8 +41,8 @@ def _start_worker(initializer: Callable | None, initargs: tuple, threads: int) -
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    if "torch" in __import__("sys").modules:
-        import torch
+    torch = sys.modules.get("torch")       # set only if the parent already imported it (fork)
+    if torch is not None:
         torch.set_num_threads(threads)
     if initializer is not None:
         initializer(*initargs)
@@ -54,8 +57,6 @@ def parallel_map(fn: Callable, tasks: Sequence, jobs: int, *, desc: str = "", un
     ``weight(task, result)`` is how far the progress bar moves per finished task (``total``
     its length, default the number of tasks). An exception in a worker cancels the remaining
     tasks and is raised here."""
-    from pipeline.core.runtime import worker_threads
-
     tasks = list(tasks)
     bar = tqdm(total=total if total is not None else len(tasks), desc=desc, unit=unit,
                disable=not progress, dynamic_ncols=True, leave=False)

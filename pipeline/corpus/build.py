@@ -24,15 +24,15 @@ import soundfile as sf
 from tqdm import tqdm
 
 from pipeline.contract.filelists import format_filelists
-from pipeline.corpus import excerpts as corpus_abx
-from pipeline.corpus.engines import Voice, check_engines, render
 from pipeline.contract.names import SAMPLE_RATE
-from pipeline.corpus.phones import Phone, format_alignment
-from pipeline.corpus.plan import Job, make_plan, output_stem, scale_from
 from pipeline.core.errors import UserError
 from pipeline.core.io import atomic_dir
 from pipeline.core.pool import parallel_map
 from pipeline.core.stamp import fingerprint
+from pipeline.corpus import excerpts as corpus_abx
+from pipeline.corpus.engines import Voice, check_engines, render
+from pipeline.corpus.phones import Phone, format_alignment
+from pipeline.corpus.plan import Job, make_plan, output_stem, scale_from
 
 GENERATOR_VERSION = 3          # bump whenever the output of a given scale changes
 MANIFEST = "manifest.json"

@@ -24,8 +24,8 @@ import numpy as np
 import soundfile as sf
 
 from pipeline.contract.names import SAMPLE_RATE
-from pipeline.corpus.phones import SNAP, Phone, canonical_espeak, canonical_flite, finalize
 from pipeline.core.errors import UserError
+from pipeline.corpus.phones import SNAP, Phone, canonical_espeak, canonical_flite, finalize
 
 INSTALL_HINT = "scripts/install_system_deps.sh"
 FESTIVAL_VOICES = {  # festival voice -> (scheme selector, Debian package)

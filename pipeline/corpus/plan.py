@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pipeline.core.errors import UserError
 from pipeline.corpus.engines import Voice
 from pipeline.corpus.text import SentenceCursor
-from pipeline.core.errors import UserError
 
 ID_WIDTH = 5
 CHUNK_SIZE = 12          # utterances per worker task (one engine process each)

@@ -34,8 +34,8 @@ from pipeline.contract.unitfile import UnitFileError, parse_units
 from pipeline.core.config import Config
 from pipeline.core.errors import UserError
 from pipeline.core.io import atomic_dir
-from pipeline.core.runtime import pool_size
 from pipeline.core.stamp import fingerprint, is_up_to_date, write_stamp
+from pipeline.core.threads import pool_size
 from pipeline.evaluation import abx as abxlib
 from pipeline.evaluation.baselines import compute_baselines
 from pipeline.evaluation.bitrate import bitrate

@@ -10,8 +10,8 @@ from pipeline.contract.dataset import Dataset
 from pipeline.contract.names import ALL_SPLITS, LANGUAGES
 from pipeline.contract.unitfile import write_units
 from pipeline.core.errors import UserError
-from pipeline.core.runtime import pool_size
 from pipeline.core.stamp import StampBook, file_identity, fingerprint
+from pipeline.core.threads import pool_size
 from pipeline.systems.encoding import encode_wavs, write_units_npz
 from pipeline.systems.vqvae import Units
 

@@ -1,20 +1,17 @@
 """``zs2020 features``: dump log-mel features of a dataset to HDF5."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from pipeline.contract.names import LANGUAGES
 from pipeline.features import FeatureStore, dump_features
-from pipeline.stages.options import config_option, force_option, overrides_argument, quiet_option, training_config
+from pipeline.stages.options import (config_option, dataset_option, force_option, out_dir_option, overrides_argument,
+                                     quiet_option, training_config)
 
 
 @click.command("features", context_settings={"show_default": True})
-@click.option("--dataset", "dataset_root", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Dataset root holding 2019/<language>/ (the demo corpus or the real ZeroSpeech 2020 data).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Output folder; one <language>.h5 per language is written there.")
+@dataset_option("Dataset root holding 2019/<language>/ (the demo corpus or the real ZeroSpeech 2020 data).")
+@out_dir_option("Output folder; one <language>.h5 per language is written there.")
 @config_option("demo")
 @click.option("--language", type=click.Choice(["all", *LANGUAGES]), default="all",
               help="Which language to dump (all = every language present in the dataset).")

@@ -40,6 +40,22 @@ def config_option(default: str | None):
     return click.option("--config", "preset", default=default, show_default=default is not None, help=text)
 
 
+def out_dir_option(help_text: str):
+    return click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+                        help=help_text)
+
+
+def features_dir_option():
+    return click.option("--features", "features_dir", required=True,
+                        type=click.Path(file_okay=False, path_type=Path),
+                        help="Features folder holding <language>.h5 (from `zs2020 features`).")
+
+
+def dataset_option(help_text: str):
+    return click.option("--dataset", "dataset_root", required=True, type=click.Path(file_okay=False, path_type=Path),
+                        help=help_text)
+
+
 overrides_argument = click.argument("overrides", nargs=-1)
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 force_option = click.option("--force", is_flag=True, help="Redo the work even when the outputs are up to date.")

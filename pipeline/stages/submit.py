@@ -19,8 +19,9 @@ from pipeline.core.config import Config
 from pipeline.core.errors import UserError
 from pipeline.core.io import file_digest, output_lock
 from pipeline.core.layout import RunLayout
-from pipeline.core.runtime import pool_size, set_threads
+from pipeline.core.runtime import set_threads
 from pipeline.core.stamp import fingerprint, is_up_to_date, read_stamp, write_stamp
+from pipeline.core.threads import pool_size
 from pipeline.stages.options import config_option, overrides_argument, run_config
 from pipeline.systems.converter import Converter, convert_synthesis
 from pipeline.systems.encoding import encode_wavs

@@ -7,7 +7,8 @@ import click
 
 from pipeline.core.checkpoint import load_checkpoint
 from pipeline.core.runtime import distributed
-from pipeline.stages.options import config_option, overrides_argument, training_config
+from pipeline.stages.options import (config_option, dataset_option, features_dir_option, out_dir_option,
+                                     overrides_argument, training_config)
 from pipeline.train import melgan as melgan_training
 from pipeline.train import vqvae as vqvae_training
 
@@ -17,10 +18,8 @@ _QUIET = click.option("--quiet", is_flag=True, help="No progress bar.")
 
 
 @click.command("train-vqvae", context_settings={"show_default": True})
-@click.option("--features", "features_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder with <language>.h5 from `zs2020 features`.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Run folder: checkpoint.pt, history.jsonl and curves.png are written there.")
+@features_dir_option()
+@out_dir_option("Run folder: checkpoint.pt, history.jsonl and curves.png are written there.")
 @config_option("demo")
 @_FORCE
 @_QUIET
@@ -43,12 +42,9 @@ def train_vqvae_command(features_dir, out_dir, preset, force, quiet, overrides):
 
 
 @click.command("train-melgan", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--features", "features_dir", required=True, type=click.Path(path_type=Path),
-              help="Features folder holding <language>.h5 (from `zs2020 features`).")
-@click.option("--dataset", "dataset_root", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Dataset root the features were made from: the target voices' wavs are read there.")
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
-              help="Output folder: checkpoint.pt, history.jsonl, curves.png and samples/.")
+@features_dir_option()
+@dataset_option("Dataset root the features were made from: the target voices' wavs are read there.")
+@out_dir_option("Output folder: checkpoint.pt, history.jsonl, curves.png and samples/.")
 @config_option("demo")
 @click.option("--vqvae", "vqvae_checkpoint", default=None, type=click.Path(path_type=Path),
               help="VQ-VAE-2 checkpoint whose reconstructions are the vocoder's input mels when "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from pipeline.core.runtime import cpus_available
+from pipeline.core.threads import cpus_available
 from submission.validator import validate_submission
 
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.gan_losses import (MelL1Loss, MultiResolutionSTFTLoss, discriminator_hinge_loss,
-                               feature_matching_loss, generator_hinge_loss)
+from models.gan_losses import (MelL1Loss, MultiResolutionSTFTLoss, discriminator_hinge_loss, feature_matching_loss,
+                               generator_hinge_loss)
 from models.logmel import FeatureSpec
 from models.melgan import Generator, MultiScaleDiscriminator, count_parameters
 from pipeline.contract.dataset import Dataset, speaker_key
@@ -44,6 +44,7 @@ from pipeline.core.training import TrainLoop
 from pipeline.features import open_feature_dir, prepare_audio
 from pipeline.systems.vocoders import KIND
 from pipeline.systems.vqvae import load_vqvae
+
 # Keys that may change without invalidating a run (more steps extends it; logging is cosmetic).
 _RESUMABLE_KEYS = ("steps", "checkpoint_every", "log_every", "validate_every", "num_samples", "sample_frames")
 

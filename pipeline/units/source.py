@@ -14,14 +14,16 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from pipeline.contract.dataset import Dataset, Segment, Utterance, speaker_of
 from pipeline.contract.names import ALL_SPLITS
 from pipeline.core.errors import UserError
 from pipeline.core.io import atomic_path
 from pipeline.core.layout import RunLayout
-from pipeline.core.runtime import pick_device, pool_size
+from pipeline.core.runtime import pick_device
 from pipeline.core.stamp import file_identity, files_identity, fingerprint, is_up_to_date, write_stamp
+from pipeline.core.threads import pool_size
 from pipeline.systems.encoding import encode_wavs, read_units_npz
 from pipeline.systems.vqvae import Units, load_vqvae
 
@@ -178,7 +180,6 @@ def read_npz_units(path: Path, hop_seconds: float, key: str | None = None) -> En
 
 def read_encoded_folder(folder: Path, hop_seconds: float, dataset: Dataset | None = None,
                         progress: bool = True) -> UnitSet:
-    from tqdm import tqdm
     if not folder.is_dir():
         raise UserError(f"{folder}: encoded folder does not exist")
     # Hidden entries are half-written temporaries (pipeline.core.io.atomic_path names them ".x.npz.*").

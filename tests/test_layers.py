@@ -1,0 +1,100 @@
+"""The package's shape: every import points down the layers (read from the code with ``ast``),
+so inference never depends on training, the contract never on torch, and no cycle is hidden in
+a function body."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Top to bottom. A module may import its own package and any package of a lower layer; two
+# packages of one layer never import each other.
+LAYERS = [
+    ["pipeline.cli"],
+    ["pipeline.stages"],
+    ["pipeline.units"],
+    ["pipeline.evaluation"],
+    ["pipeline.train"],
+    ["pipeline.systems", "submission"],
+    ["pipeline.features", "pipeline.corpus"],
+    ["pipeline.contract"],
+    ["pipeline.core", "models"],
+]
+NO_TORCH = ("pipeline.contract", "submission", "pipeline.core.threads", "pipeline.core.pool", "pipeline.core.io",
+            "pipeline.core.config", "pipeline.core.stamp", "pipeline.core.errors", "pipeline.core.layout",
+            "pipeline.core.audio")
+
+
+def package_of(module: str) -> str | None:
+    for layer in LAYERS:
+        for package in layer:
+            if module == package or module.startswith(package + "."):
+                return package
+    return None
+
+
+def rank_of(package: str) -> int:
+    return next(i for i, layer in enumerate(LAYERS) if package in layer)
+
+
+def modules():
+    for base in ("pipeline", "submission", "models"):
+        for path in sorted((ROOT / base).rglob("*.py")):
+            rel = path.relative_to(ROOT).with_suffix("")
+            name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+            if name == "pipeline":      # the namespace itself (empty)
+                continue
+            yield name, ast.parse(path.read_text(encoding="utf-8"), str(path))
+
+
+def imports(tree: ast.Module):
+    """(module imported, line, at module level?) for every import of the file."""
+    top = {id(node) for node in tree.body}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno, id(node) in top
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                # "from pipeline.units import analysis" imports the module pipeline.units.analysis
+                yield f"{node.module}.{alias.name}", node.lineno, id(node) in top
+
+
+ALL = list(modules())
+
+
+@pytest.mark.parametrize("name, tree", ALL, ids=[name for name, _ in ALL])
+def test_imports_point_down(name, tree):
+    own = package_of(name)
+    assert own is not None, f"{name} belongs to no layer: add its package to LAYERS"
+    for target, line, module_level in imports(tree):
+        other = package_of(target)
+        if other is None or other == own:
+            continue
+        assert rank_of(other) > rank_of(own), f"{name}:{line} imports {target}, which is not below {own}"
+        assert module_level, f"{name}:{line} imports {target} inside a function (hiding a dependency)"
+
+
+def test_torch_free_modules_stay_torch_free():
+    for name, tree in ALL:
+        if name.startswith(NO_TORCH):
+            torch_imports = [t for t, _, _ in imports(tree) if t.split(".")[0] == "torch"]
+            assert not torch_imports, f"{name} imports torch"
+            project = [t for t, _, _ in imports(tree) if package_of(t) is not None]
+            heavy = [t for t in project if not t.startswith(NO_TORCH)]
+            assert not heavy, f"{name} imports {heavy[0]}, which imports torch"
+
+
+def test_every_command_is_a_stage():
+    from pipeline.cli import COMMANDS
+    for name, (target, _) in COMMANDS.items():
+        assert target.startswith("pipeline.stages."), f"zs2020 {name} lives in {target}, not in pipeline.stages"
+
+
+def test_the_checker_catches_an_upward_import():
+    tree = ast.parse("from pipeline.train.vqvae import train\n")
+    found = [(target, package_of(target)) for target, _, _ in imports(tree)]
+    assert found == [("pipeline.train.vqvae.train", "pipeline.train")]
+    assert rank_of("pipeline.train") < rank_of("pipeline.systems")
