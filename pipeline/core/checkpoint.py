@@ -23,7 +23,11 @@ from pipeline.core.errors import UserError
 from pipeline.core.io import atomic_path
 from pipeline.core.runtime import unwrap
 
-FORMAT = "zs2020-checkpoint/1"
+FORMAT = "zs2020-checkpoint/2"      # 2: model constructor arguments in meta, typed config
+
+
+class OldCheckpoint(UserError):
+    """A checkpoint written by an earlier version of this format."""
 
 
 def save_checkpoint(path: str | os.PathLike, *, kind: str, config: dict, fingerprint: str, step: int,
@@ -56,8 +60,11 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None, map_locati
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         raise UserError(f"{path}: not a readable checkpoint ({' '.join(str(exc).split())[:120]})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if not isinstance(payload, dict) or not str(payload.get("format", "")).startswith("zs2020-checkpoint/"):
         raise UserError(f"{path}: not a zs2020 checkpoint")
+    if payload["format"] != FORMAT:
+        raise OldCheckpoint(f"{path}: written by another version of zs2020 ({payload['format']}, this one reads "
+                            f"{FORMAT}); retrain it (training stages do so on their own)")
     if kind is not None and payload["kind"] != kind:
         raise UserError(f"{path}: is a {payload['kind']} checkpoint, expected {kind}")
     return payload

@@ -22,7 +22,8 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from pipeline.core.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.core.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from pipeline.core.checkpoint import OldCheckpoint, load_checkpoint, save_checkpoint
 from pipeline.core.errors import UserError
 from pipeline.core.io import atomic_path, write_text_atomic
 from pipeline.core.layout import checkpoint_in
@@ -63,7 +64,7 @@ class TrainLoop:
     @property
     def done_fingerprint(self) -> str:
         """What a finished run's stamp records: the run's identity and its length."""
-        return fingerprint(self.kind, self.fingerprint, self.total_steps)
+        return fingerprint(CHECKPOINT_FORMAT, self.kind, self.fingerprint, self.total_steps)
 
     def is_up_to_date(self) -> bool:
         """The stage's skip rule: a finished run of this config and data (its stamp says so)."""
@@ -74,7 +75,11 @@ class TrainLoop:
         """Load the run's checkpoint if it was made with the same fingerprint. Returns True if resumed."""
         if not self.checkpoint_path.is_file():
             return False
-        ckpt = load_checkpoint(self.checkpoint_path, kind=self.kind)
+        try:
+            ckpt = load_checkpoint(self.checkpoint_path, kind=self.kind)
+        except OldCheckpoint as exc:
+            log(f"{exc.message.split(';')[0]}; training from scratch")
+            return False
         if ckpt["fingerprint"] != self.fingerprint:
             log(f"{self.checkpoint_path}: made with another config or data; training from scratch")
             return False
