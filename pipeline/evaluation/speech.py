@@ -24,6 +24,7 @@ from scipy.fft import dct
 
 from models.logmel import FeatureSpec
 from pipeline.contract.dataset import Dataset, SynthesisLine, Utterance
+from pipeline.contract.names import SAMPLE_RATE
 from pipeline.core.audio import decode_wav, read_wav
 from pipeline.core.pool import parallel_map
 from pipeline.evaluation.abx import dtw_normalized, edit_distance
@@ -45,7 +46,7 @@ def _encoder():
 def speaker_embedding(audio: np.ndarray) -> np.ndarray:
     """256-d unit GE2E embedding. Silence trimming is skipped when it leaves under 0.5 s."""
     from resemblyzer import preprocess_wav
-    wav = preprocess_wav(np.asarray(audio, dtype=np.float32), source_sr=16000)
+    wav = preprocess_wav(np.asarray(audio, dtype=np.float32), source_sr=SAMPLE_RATE)
     if len(wav) < 8000:
         wav = np.asarray(audio, dtype=np.float32)
     return _encoder().embed_utterance(wav)
@@ -63,7 +64,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 def transcribe(audio: np.ndarray) -> str:
     if "asr" not in _MODELS:
         from pocketsphinx import Decoder
-        _MODELS["asr"] = Decoder(samprate=16000, loglevel="FATAL")
+        _MODELS["asr"] = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
     decoder = _MODELS["asr"]
     # Reset the feature front end (its cepstral-mean state carries over between utterances):
     # otherwise the same wav decodes differently depending on what was decoded before it.
@@ -90,7 +91,7 @@ def dnsmos(audio: np.ndarray) -> float:
         model.onnx_sess = ort.InferenceSession(str(base / "sig_bak_ovr.onnx"), options)
         model.p808_onnx_sess = ort.InferenceSession(str(base / "model_v8.onnx"), options)
         _MODELS["dnsmos"] = model
-    result = _MODELS["dnsmos"](np.clip(audio, -1.0, 1.0).astype(np.float32), 16000, False)
+    result = _MODELS["dnsmos"](np.clip(audio, -1.0, 1.0).astype(np.float32), SAMPLE_RATE, False)
     return float(result["ovrl_mos"])
 
 
