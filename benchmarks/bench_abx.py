@@ -21,34 +21,37 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.contract.items import ItemTable, read_items  # noqa: E402
 from pipeline.evaluation import abx  # noqa: E402
 
 PHONES = [f"P{i:02d}" for i in range(39)]
 
 
-def synthetic_task(n_items: int, n_speakers: int, rng: np.random.Generator) -> abx.ItemTable:
+def synthetic_task(n_items: int, n_speakers: int, rng: np.random.Generator) -> ItemTable:
     """Items drawn like triphones of running speech: Zipf-distributed phones, random contexts."""
     weights = 1.0 / np.arange(1, len(PHONES) + 1) ** 0.9
     weights /= weights.sum()
     draw = lambda: rng.choice(PHONES, n_items, p=weights)   # noqa: E731
     speakers = np.array([f"S{i:03d}" for i in rng.integers(0, n_speakers, n_items)])
-    return abx.ItemTable(np.array([f"f{i}" for i in range(n_items)]), np.zeros(n_items), np.ones(n_items),
+    return ItemTable(np.array([f"f{i}" for i in range(n_items)]), np.zeros(n_items), np.ones(n_items),
                          draw(), draw(), draw(), speakers)
 
 
 def demo_items(root: Path):
     """(ItemTable, per-item log-mel arrays) of the demo corpus, or None without one."""
     try:
-        from models.logmel import FeatureSpec
         from pipeline.contract.dataset import Dataset
-        from pipeline.evaluation.evaluate import baseline_features
+        from pipeline.core.config import load_config
+        from pipeline.evaluation.baselines import baseline_features
+        from pipeline.features import feature_spec
         ds = Dataset(root, "english")
-        items = abx.read_items(ds.item_file("excerpt"))
+        items = read_items(ds.item_file("excerpt"))
     except Exception as exc:   # no demo corpus built yet
         print(f"(no demo corpus at {root}: {exc})")
         return None
     utts = {u.utt_id: u for u in ds.utterances("test")}
-    feats = {stem: baseline_features(utts[stem].read(), FeatureSpec())["logmel"]
+    spec = feature_spec(load_config("demo"))
+    feats = {stem: baseline_features(utts[stem].read(spec.sample_rate), spec)["logmel"]
              for stem in sorted(set(items.files.tolist()))}
     return items, abx.item_features(items, feats, True)
 
@@ -92,7 +95,7 @@ def main() -> None:
 
     start = time.perf_counter()   # compile, or load numba's on-disk cache
     n = 24
-    warm = abx.ItemTable(np.array([f"w{i}" for i in range(n)]), np.zeros(n), np.ones(n),
+    warm = ItemTable(np.array([f"w{i}" for i in range(n)]), np.zeros(n), np.ones(n),
                          np.array(["a", "b"] * (n // 2)), np.array(["x"] * n), np.array(["y"] * n),
                          np.array(["s1", "s1", "s2", "s2"] * (n // 4)))
     for distance in abx.DISTANCES:

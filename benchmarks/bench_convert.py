@@ -30,31 +30,33 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from models.logmel import LogMel  # noqa: E402
-from models.melgan import build_discriminator, build_generator, count_parameters  # noqa: E402
+from models.melgan import Generator, count_parameters  # noqa: E402
 from models.vqvae2 import VQVAE2  # noqa: E402
 from pipeline.core.checkpoint import save_checkpoint  # noqa: E402
 from pipeline.core.config import load_config  # noqa: E402
+from pipeline.core.layout import RunLayout  # noqa: E402
 from pipeline.features import feature_spec  # noqa: E402
 from pipeline.systems.converter import Converter  # noqa: E402
-from pipeline.train.melgan import MelGANTrainer  # noqa: E402
+from pipeline.train.melgan import MelGANTrainer, generator_args  # noqa: E402
 from pipeline.train.vqvae import model_config  # noqa: E402
 
 VOICES = {"S001": 0, "S002": 1, "V001": 2, "V002": 3}
 
 
-def untrained_run(config: dict, out: Path) -> tuple[Path, Path]:
+def untrained_run(config, out: Path) -> tuple[Path, Path]:
     """VQ-VAE and MelGAN checkpoints with the preset's sizes and random weights."""
     spec = feature_spec(config)
     torch.manual_seed(0)
     cfg = model_config(config, len(VOICES), spec.n_mels)
     meta = {"speakers": VOICES, "feature_spec": spec.to_dict(), "model": dataclasses.asdict(cfg)}
     vq, mg = out / "vqvae.pt", out / "melgan.pt"
-    save_checkpoint(vq, kind="vqvae", config=config, fingerprint="bench", step=0,
+    save_checkpoint(vq, kind="vqvae", config=config.to_dict(), fingerprint="bench", step=0,
                     models={"vqvae": VQVAE2(cfg)}, meta=meta)
-    gen = build_generator(config["melgan"]["generator"], spec.n_mels)
-    save_checkpoint(mg, kind="melgan", config=config, fingerprint="bench", step=0, models={"generator": gen},
+    args = generator_args(config.melgan, spec.n_mels, 0)
+    save_checkpoint(mg, kind="melgan", config=config.to_dict(), fingerprint="bench", step=0,
+                    models={"generator": Generator(**args)},
                     meta={"speakers": {"V001": 0, "V002": 1}, "speaker_conditioned": False,
-                          "feature_spec": spec.to_dict()})
+                          "feature_spec": spec.to_dict(), "generator": args})
     return vq, mg
 
 
@@ -80,11 +82,11 @@ def median_time(fn, repeats: int) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
-def bench_conversion(config: dict, run: Path | None, seconds: float, threads_list, repeats: int) -> list[dict]:
+def bench_conversion(config, run: Path | None, seconds: float, threads_list, repeats: int) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         if run is not None:
-            vq, mg = run / "vqvae" / "checkpoint.pt", run / "melgan" / "checkpoint.pt"
+            vq, mg = RunLayout.of(run).vqvae_checkpoint, RunLayout.of(run).melgan_checkpoint
         else:
             vq, mg = untrained_run(config, Path(tmp))
         audio = speechlike(seconds)
@@ -102,20 +104,20 @@ def bench_training(preset: str, threads: int, repeats: int) -> dict:
     config = load_config(preset)
     torch.set_num_threads(threads)
     spec = feature_spec(config)
-    train = config["melgan"]["train"]
+    train = config.melgan.train
     torch.manual_seed(0)
     trainer = MelGANTrainer(config, spec, {"V001": 0, "V002": 1}, torch.device("cpu"))
-    samples = int(train["segment_frames"]) * spec.hop_length
-    audio = torch.from_numpy(np.stack([speechlike(samples / spec.sample_rate)] * int(train["batch_size"])))
+    samples = train.segment_frames * spec.hop_length
+    audio = torch.from_numpy(np.stack([speechlike(samples / spec.sample_rate)] * train.batch_size))
     audio = audio * torch.linspace(0.5, 1.0, audio.shape[0])[:, None]
     with torch.no_grad():
         batch = (LogMel(spec)(audio), audio, torch.zeros(audio.shape[0], dtype=torch.long))
     warm, warm_cpu = median_time(lambda: trainer.step(batch, 0), repeats)
     adv, adv_cpu = median_time(lambda: trainer.step(batch, trainer.warmup), repeats)
-    steps, warmup = int(train["steps"]), int(train["warmup_steps"])
+    steps, warmup = train.steps, train.warmup_steps
     return {"preset": preset, "threads": threads, "G params": count_parameters(trainer.generator),
-            "D params": count_parameters(build_discriminator(config["melgan"]["discriminator"])),
-            "batch": f"{train['batch_size']}x{samples}", "warmup s/step": warm, "adv s/step": adv,
+            "D params": count_parameters(trainer.discriminator),
+            "batch": f"{train.batch_size}x{samples}", "warmup s/step": warm, "adv s/step": adv,
             "adv steps/s": 1 / adv, "warmup CPU s": warm_cpu, "adv CPU s": adv_cpu, "steps": steps,
             "est. min (wall)": (warmup * warm + (steps - warmup) * adv) / 60,
             "est. min (CPU/threads)": (warmup * warm_cpu + (steps - warmup) * adv_cpu) / threads / 60}

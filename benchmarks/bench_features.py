@@ -21,7 +21,7 @@ import click
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.contract.dataset import Dataset  # noqa: E402
-from pipeline.contract.names import ALL_SPLITS
+from pipeline.contract.names import ALL_SPLITS  # noqa: E402
 from pipeline.core.config import load_config  # noqa: E402
 from pipeline.features import _extractor, dump_features, feature_spec  # noqa: E402
 

@@ -31,15 +31,14 @@ NUM_SPEAKERS = 40
 
 def time_steps(preset: str, steps: int, threads: int, device: torch.device) -> dict:
     config = load_config(preset)
-    tcfg = config["vqvae"]["train"]
+    tcfg = config.vqvae.train
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = VQVAE2(model_config(config, NUM_SPEAKERS, 80)).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(tcfg["lr"]))
-    segment = int(tcfg["segment_frames"]) - int(tcfg["segment_frames"]) % STRIDE
-    batch = (torch.randn(int(tcfg["batch_size"]), 80, segment) - 2.0,
-             torch.randint(0, NUM_SPEAKERS, (int(tcfg["batch_size"]),)))
-    amp = bool(config["runtime"]["amp"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
+    segment = tcfg.segment_frames - tcfg.segment_frames % STRIDE
+    batch = (torch.randn(tcfg.batch_size, 80, segment) - 2.0, torch.randint(0, NUM_SPEAKERS, (tcfg.batch_size,)))
+    amp = config.runtime.amp
     times = []
     for step in range(steps + 1):
         start = time.perf_counter()
@@ -49,8 +48,8 @@ def time_steps(preset: str, steps: int, threads: int, device: torch.device) -> d
         if step:  # the first step pays one-time allocation costs
             times.append(time.perf_counter() - start)
     med = statistics.median(times)
-    return {"params": sum(p.numel() for p in model.parameters()), "batch": f"{tcfg['batch_size']}x{segment}",
-            "median": med, "steps_total": int(tcfg["steps"]), "projected_min": med * int(tcfg["steps"]) / 60}
+    return {"params": sum(p.numel() for p in model.parameters()), "batch": f"{tcfg.batch_size}x{segment}",
+            "median": med, "steps_total": tcfg.steps, "projected_min": med * tcfg.steps / 60}
 
 
 @click.command()

@@ -2,7 +2,7 @@
 """Cross-check our DTW-cosine ABX (pipeline/abx.py) against zerospeech-libriabx2 (``zrc_abx2``).
 
 Both score the same excerpt items of a dataset (by default the demo corpus) with the same
-baseline features (our log-mel and MFCC, from pipeline/evaluate.py), across speakers, within
+baseline features (our log-mel and MFCC, from pipeline/evaluation/baselines.py), across speakers, within
 context. To reproduce the official whole-file convention with libriabx2, every excerpt is
 given to it as one item spanning the whole file (onset 0, offset past the last frame).
 Expected agreement: about a point, not exact — libriabx2 subsamples (at most
@@ -32,15 +32,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.logmel import FeatureSpec  # noqa: E402
 from pipeline.contract.dataset import Dataset  # noqa: E402
+from pipeline.contract.items import ItemTable, read_items  # noqa: E402
 from pipeline.evaluation import abx  # noqa: E402
-from pipeline.evaluation.evaluate import baseline_features  # noqa: E402
+from pipeline.core.config import load_config  # noqa: E402
+from pipeline.evaluation.baselines import baseline_features  # noqa: E402
+from pipeline.features import feature_spec  # noqa: E402
 
 FRAME = 0.01   # our log-mel hop, seconds
 
 
-def libriabx2(features: dict[str, np.ndarray], items: abx.ItemTable, sampling: str, seed: int) -> float:
+def libriabx2(features: dict[str, np.ndarray], items: ItemTable, sampling: str, seed: int) -> float:
     """Across-speaker, within-context DTW-cosine ABX error (%) computed by zrc_abx2."""
     sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))   # imported, never used
     from zrc_abx2 import EvalABX, EvalArgs
@@ -79,14 +81,14 @@ def main() -> None:
     args = parser.parse_args()
 
     ds = Dataset(args.dataset, "english")
-    items = abx.read_items(ds.item_file("excerpt"))
+    items = read_items(ds.item_file("excerpt"))
     task = abx.build_task(items)
     abx.set_jobs(args.jobs)
     utts = {u.utt_id: u for u in ds.utterances("test")}
-    spec = FeatureSpec()
+    spec = feature_spec(load_config("demo"))
     feats: dict[str, dict[str, np.ndarray]] = {}
     for stem in sorted(set(items.files.tolist())):
-        for kind, arr in baseline_features(utts[stem].read(), spec).items():
+        for kind, arr in baseline_features(utts[stem].read(spec.sample_rate), spec).items():
             feats.setdefault(kind, {})[stem] = arr
     rows = []
     print(f"{len(items)} items, {len(task.blocks)} contexts with triplets ({args.dataset})")

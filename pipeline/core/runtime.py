@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import time
 
 import numpy as np
 import torch
 
 from pipeline.core.errors import UserError
-from pipeline.core.threads import choose_threads
+from pipeline.core.threads import CpuMeter, choose_threads, cpus_available, explicit_threads, threads_for
 
 
 def step_macs(model: torch.nn.Module, frames: int) -> float:
@@ -30,6 +31,41 @@ def set_threads(requested: int | None = None, work_macs: float = 0.0) -> int:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
+
+
+class ThreadGovernor:
+    """The thread policy for a long run (training): chosen at the start, then re-checked every
+    ``interval`` seconds, because other work may start or stop beside a run of many minutes.
+    It drops to fewer threads as soon as other processes keep the CPUs busy (spinning threads
+    collapse under contention) and goes back up only after two quiet readings. An explicit
+    setting is applied once and never changed. On an idle machine the choice never changes, so
+    two runs of the same config are identical."""
+
+    def __init__(self, requested: int | None, work_macs: float, interval: float = 5.0, log=None):
+        self.explicit = explicit_threads(requested) is not None
+        self.work_macs, self.interval, self.log = work_macs, interval, log
+        self.threads = set_threads(requested, work_macs)
+        self._meter = CpuMeter()
+        self._next = time.monotonic() + interval
+        self._quiet = 0
+
+    def tick(self) -> int:
+        """Call once per step; cheap except every ``interval`` seconds."""
+        if self.explicit or time.monotonic() < self._next:
+            return self.threads
+        self._next = time.monotonic() + self.interval
+        others = self._meter.others_busy()
+        if others is None:
+            return self.threads
+        wanted = threads_for(self.work_macs, cpus_available() - others)
+        self._quiet = self._quiet + 1 if wanted > self.threads else 0
+        if wanted < self.threads or (wanted > self.threads and self._quiet >= 2):
+            if self.log is not None:
+                self.log(f"other processes use {others:.1f} CPUs: {wanted} torch thread(s) instead of {self.threads}")
+            self.threads = wanted
+            torch.set_num_threads(wanted)
+            self._quiet = 0
+        return self.threads
 
 
 def seed_everything(seed: int) -> None:

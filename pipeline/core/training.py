@@ -27,7 +27,7 @@ from pipeline.core.checkpoint import OldCheckpoint, load_checkpoint, save_checkp
 from pipeline.core.errors import UserError
 from pipeline.core.io import atomic_path, write_text_atomic
 from pipeline.core.layout import checkpoint_in
-from pipeline.core.runtime import distributed, step_seed
+from pipeline.core.runtime import ThreadGovernor, distributed, step_seed
 from pipeline.core.stamp import fingerprint, is_up_to_date, write_stamp
 
 
@@ -52,6 +52,8 @@ class TrainLoop:
     on_checkpoint: Callable[[int], None] | None = None
     # Curves to plot: groups of metric names, one panel each.
     plot_groups: list[list[str]] = field(default_factory=list)
+    # Keeps torch's thread count right for the machine's load (None: leave it alone).
+    governor: ThreadGovernor | None = None
 
     def __post_init__(self):
         self.run_dir = Path(self.run_dir)
@@ -105,6 +107,8 @@ class TrainLoop:
                    disable=not progress or self.rank != 0, dynamic_ncols=True)
         try:
             while self.step < self.total_steps:
+                if self.governor is not None:
+                    self.governor.tick()
                 seed = step_seed(self.seed, self.step)
                 torch.manual_seed(seed)
                 gen = torch.Generator().manual_seed(seed)

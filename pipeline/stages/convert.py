@@ -10,6 +10,7 @@ from pipeline.core.audio import read_wav, write_wav
 from pipeline.core.errors import UserError
 from pipeline.core.layout import RunLayout
 from pipeline.core.runtime import set_threads
+from pipeline.core.threads import pool_size
 from pipeline.systems.converter import Converter, convert_synthesis
 from pipeline.systems.vocoders import VOCODERS
 
@@ -49,10 +50,13 @@ def check_output_file(out: Path) -> None:
               help="Output wav (with --source) or output folder of <VOICE>_<id>.wav files (with --dataset).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Torch threads [default: the thread policy, one for this small work].")
+              help="Torch threads, in this process only [default: the thread policy, one per worker].")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="With --dataset: conversion processes [default: one per CPU this process may use].")
 @click.option("--force", is_flag=True, help="With --dataset: reconvert files that are already up to date.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def convert_command(run, vqvae, melgan, vocoder, source, target, dataset, language, out, device, threads, force, quiet):
+def convert_command(run, vqvae, melgan, vocoder, source, target, dataset, language, out, device, threads, jobs, force,
+                    quiet):
     """Re-speak one wav, or every synthesis.txt line of a dataset, in a target voice.
 
     \b
@@ -76,5 +80,6 @@ def convert_command(run, vqvae, melgan, vocoder, source, target, dataset, langua
             raise UserError(f"--out {out}: exists and is not a folder")
         data = Dataset(dataset, language)
         converter = Converter(vqvae, melgan, vocoder=vocoder, device=device)
-        paths = convert_synthesis(data, out, converter, progress=not quiet, skip_up_to_date=not force)
+        paths = convert_synthesis(data, out, converter, progress=not quiet, skip_up_to_date=not force,
+                                  jobs=1 if threads else pool_size(jobs or None, len(data.synthesis())))
         click.echo(f"wrote {len(paths)} wavs to {out}")

@@ -19,7 +19,6 @@ from pipeline.core.config import Config
 from pipeline.core.errors import UserError
 from pipeline.core.io import file_digest, output_lock
 from pipeline.core.layout import RunLayout
-from pipeline.core.runtime import set_threads
 from pipeline.core.stamp import fingerprint, is_up_to_date, read_stamp, write_stamp
 from pipeline.core.threads import pool_size
 from pipeline.stages.options import config_option, overrides_argument, run_config
@@ -113,10 +112,10 @@ def _build(out_dir: Path, plans: dict[str, LanguagePlan], layout: RunLayout, con
             frames = encode_wavs(layout.vqvae_checkpoint, items, sink, jobs=workers, progress=progress,
                                  desc=f"units {language}")
             counts[language] = {"units": len(frames), "frames": int(sum(frames))}
-        set_threads(config.runtime.threads)     # an in-process encoder run may have changed them
         for language, plan in plans.items():
+            workers = pool_size(jobs or section.jobs or None, len(plan.synthesis))
             wavs = convert_synthesis(plan.dataset, draft.test_dir(language), converter, progress=progress,
-                                     keep_stamps=False)
+                                     keep_stamps=False, jobs=workers)
             counts[language]["wavs"] = len(wavs)
     return counts
 

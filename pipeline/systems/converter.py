@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from models.logmel import FeatureSpec
 from pipeline.contract.dataset import Dataset, SynthesisLine, speaker_key
-from pipeline.core.audio import loudness_normalize, write_wav
+from pipeline.core.audio import loudness_normalize, read_wav, write_wav
 from pipeline.core.errors import UserError
-from pipeline.core.runtime import pick_device
+from pipeline.core.pool import parallel_map
+from pipeline.core.runtime import pick_device, set_threads
 from pipeline.core.stamp import StampBook, file_identity, fingerprint
 from pipeline.features import check_spec
 from pipeline.systems.vocoders import VOCODERS, GriffinLimVocoder, MelGANVocoder
@@ -31,6 +31,9 @@ class Converter:
         if vocoder not in VOCODERS:
             raise UserError(f"unknown vocoder {vocoder!r}: use one of {', '.join(VOCODERS)}")
         self.device = pick_device(str(device))
+        # what a worker process needs to build the same converter
+        self.recipe = (str(vqvae_checkpoint), None if melgan_checkpoint is None else str(melgan_checkpoint), vocoder,
+                       str(self.device), loudness_dbfs)
         self.vqvae = load_vqvae(vqvae_checkpoint, self.device)
         self.spec: FeatureSpec = self.vqvae.spec
         self.loudness_dbfs = loudness_dbfs
@@ -85,27 +88,52 @@ class Converter:
                            self.loudness_dbfs)
 
 
+_WORKER: dict = {}
+
+
+def _load_converter(recipe: tuple) -> None:
+    """Per worker process: its own converter (inference threads by the thread policy)."""
+    set_threads()
+    _WORKER["converter"] = Converter(*recipe)
+
+
+def _convert_line(task: tuple[str, str, int, str]) -> str:
+    source, target, sample_rate, out = task
+    converter: Converter = _WORKER["converter"]
+    write_wav(out, converter.convert(read_wav(source, sample_rate), target), sample_rate)
+    return out
+
+
 def convert_synthesis(dataset: Dataset, out_dir: str | os.PathLike, converter: Converter, progress: bool = True,
-                      skip_up_to_date: bool = False, keep_stamps: bool = True) -> list[Path]:
+                      skip_up_to_date: bool = False, keep_stamps: bool = True, jobs: int = 1) -> list[Path]:
     """Convert every ``synthesis.txt`` line of a dataset language: one ``<VOICE>_<id>.wav`` each
-    (written atomically). Unknown target voices are reported before anything is written. With
-    ``skip_up_to_date``, a wav whose stamp records the same source and models is kept;
-    ``keep_stamps`` records the stamps (off where the folder must hold only the wavs)."""
+    (written atomically), in ``jobs`` worker processes (one thread each). Unknown target voices
+    are reported before anything is written. With ``skip_up_to_date``, a wav whose stamp
+    records the same source and models is kept; ``keep_stamps`` records the stamps (off where
+    the folder must hold only the wavs)."""
     lines: list[SynthesisLine] = dataset.synthesis()
     targets = {line.voice: speaker_key(dataset.language, line.voice) for line in lines}
     for target in sorted(set(targets.values())):
         converter.check_voice(target)
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     stamps = StampBook(out_dir)
-    written = []
-    for line in tqdm(lines, desc=f"convert {dataset.language}", unit="utt", disable=not progress, dynamic_ncols=True):
+    tasks, fps = [], {}
+    for line in lines:
         out = out_dir / line.output_name
-        fp = fingerprint(converter.identity, file_identity(line.source.path), targets[line.voice])
-        if not (skip_up_to_date and stamps.is_up_to_date(out.name, fp)):
-            wav = converter.convert(line.source.read(converter.spec.sample_rate), targets[line.voice])
-            write_wav(out, wav, converter.spec.sample_rate)
-            stamps.record(out.name, fp)
-        written.append(out)
+        fps[out.name] = fingerprint(converter.identity, file_identity(line.source.path), targets[line.voice])
+        if not (skip_up_to_date and stamps.is_up_to_date(out.name, fps[out.name])):
+            tasks.append((str(line.source.path), targets[line.voice], converter.spec.sample_rate, str(out)))
+    if jobs <= 1 or len(tasks) <= 1:
+        _WORKER["converter"] = converter
+        done = list(parallel_map(_convert_line, tasks, 1, desc=f"convert {dataset.language}", unit="utt",
+                                 progress=progress))
+    else:
+        done = list(parallel_map(_convert_line, tasks, jobs, desc=f"convert {dataset.language}", unit="utt",
+                                 progress=progress, initializer=_load_converter, initargs=(converter.recipe,),
+                                 start="spawn"))
+    for out in done:
+        stamps.record(Path(out).name, fps[Path(out).name])
     if keep_stamps:
         stamps.save()
-    return written
+    return [out_dir / line.output_name for line in lines]

@@ -38,7 +38,7 @@ from pipeline.core.audio import write_wav
 from pipeline.core.config import Config, MelGAN
 from pipeline.core.errors import UserError
 from pipeline.core.io import atomic_path, file_digest, output_lock
-from pipeline.core.runtime import autocast, pick_device, seed_everything, set_threads, step_macs
+from pipeline.core.runtime import ThreadGovernor, autocast, pick_device, seed_everything, step_macs
 from pipeline.core.stamp import fingerprint
 from pipeline.core.training import TrainLoop
 from pipeline.features import open_feature_dir, prepare_audio
@@ -284,8 +284,9 @@ def _train(features_dir, dataset_root, out_dir: Path, config: Config, force: boo
     seed = config.seed
     seed_everything(seed)
     trainer = MelGANTrainer(config, spec, speakers, device)
-    set_threads(config.runtime.threads, work_macs=3 * step_macs(trainer.generator, train_cfg.batch_size
-                                                                * train_cfg.segment_frames * spec.hop_length))
+    governor = ThreadGovernor(config.runtime.threads, 3 * step_macs(trainer.generator, train_cfg.batch_size
+                                                                    * train_cfg.segment_frames * spec.hop_length),
+                              log=log)
     sample_items = (held or train_items)[:train_cfg.num_samples]
     sample_frames = train_cfg.sample_frames
     samples_dir = out_dir / "samples"
@@ -302,7 +303,7 @@ def _train(features_dir, dataset_root, out_dir: Path, config: Config, force: boo
         seed=seed, total_steps=train_cfg.steps, checkpoint_every=train_cfg.checkpoint_every,
         log_every=train_cfg.log_every, validate_every=train_cfg.validate_every,
         on_checkpoint=lambda step: write_samples(trainer, sample_items, samples_dir, step, sample_frames),
-        plot_groups=[["mel_l1"], ["stft"], ["g_adv", "d_loss"], ["feature_matching"]])
+        plot_groups=[["mel_l1"], ["stft"], ["g_adv", "d_loss"], ["feature_matching"]], governor=governor)
     if not force and loop.is_up_to_date():
         log(f"{loop.checkpoint_path}: up to date ({train_cfg.steps} steps); use --force to retrain")
         return loop.checkpoint_path

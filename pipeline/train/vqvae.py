@@ -24,7 +24,7 @@ from pipeline.contract.names import TRAIN_SPLITS
 from pipeline.core.config import Config, TrainSchedule
 from pipeline.core.errors import UserError
 from pipeline.core.io import output_lock
-from pipeline.core.runtime import (autocast, distributed, pick_device, seed_everything, set_threads, step_macs,
+from pipeline.core.runtime import (ThreadGovernor, autocast, distributed, pick_device, seed_everything, step_macs,
                                    step_seed, wrap_ddp)
 from pipeline.core.stamp import fingerprint
 from pipeline.core.training import TrainLoop
@@ -121,7 +121,8 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
     spec = feature_spec(config)
     cfg = model_config(config, len(data.speaker_map), spec.n_mels)
     model = VQVAE2(cfg)
-    set_threads(config.runtime.threads, work_macs=3 * step_macs(model, tcfg.batch_size * tcfg.segment_frames))
+    governor = ThreadGovernor(config.runtime.threads, 3 * step_macs(model, tcfg.batch_size * tcfg.segment_frames),
+                              log=log)
     mean, std = mel_statistics([data.mels[i] for i in data.train_idx])
     model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
     model.to(device)
@@ -134,7 +135,7 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
                      models={"vqvae": model}, optimizers={"adam": optimizer}, meta=meta, seed=seed,
                      total_steps=tcfg.steps, checkpoint_every=tcfg.checkpoint_every,
                      log_every=tcfg.log_every, validate_every=tcfg.validate_every,
-                     plot_groups=[["loss", "recon"], ["ppl_b", "ppl_t"], ["used_b", "used_t"]])
+                     plot_groups=[["loss", "recon"], ["ppl_b", "ppl_t"], ["used_b", "used_t"]], governor=governor)
     if not force and loop.is_up_to_date():
         if progress:
             log(f"{loop.checkpoint_path}: up to date ({tcfg.steps} steps)")
