@@ -42,7 +42,7 @@ def time_steps(preset: str, steps: int, threads: int, device: torch.device) -> d
     times = []
     for step in range(steps + 1):
         start = time.perf_counter()
-        train_step(model, optimizer, batch, tcfg, step, device, amp)
+        train_step(model, optimizer, batch, config.vqvae, step, device, amp)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if step:  # the first step pays one-time allocation costs

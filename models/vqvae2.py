@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.cpc import ContrastivePredictor, InfoNCEOutput, SpeakerAdversary
 from models.quantizer import QuantizerOutput, VectorQuantizer
 
 STRIDE = 4  # total time stride of the top level (2 for the bottom level, 2 more for the top)
@@ -43,6 +44,11 @@ class VQVAE2Config:
     commitment: float = 0.25
     restart_every: int = 200     # dead-code restart period in training steps (0 = never)
     restart_min_hits: int = 1
+    input_norm: str = "global"   # encoder input: "global" (corpus statistics) or "utterance" (each input's own)
+    cpc_steps: int = 0           # contrastive coding of the bottom codes: future steps predicted (0 = off)
+    cpc_negatives: int = 17      # negatives per prediction, drawn from the same utterance
+    cpc_context: int = 256       # LSTM context size
+    adversary_hidden: int = 0    # speaker classifier behind gradient reversal on the bottom codes (0 = off)
 
     @classmethod
     def from_dict(cls, model: dict, quantizer: dict | None = None, **extra) -> "VQVAE2Config":
@@ -89,6 +95,8 @@ class VQVAE2Output(NamedTuple):
     recon_loss: torch.Tensor   # L1 between normalised reconstruction and input
     commit_loss: torch.Tensor  # top + bottom commitment losses
     encoded: Encoded
+    cpc: InfoNCEOutput | None  # contrastive coding of the bottom codes (when enabled)
+    adversary: tuple[torch.Tensor, torch.Tensor] | None   # speaker classifier (loss, accuracy) (when enabled)
 
 
 class VQVAE2(nn.Module):
@@ -113,6 +121,12 @@ class VQVAE2(nn.Module):
         self.decoder = nn.Sequential(
             nn.Conv1d(cfg.bottom_dim + cfg.top_dim + cfg.speaker_dim, c, 3, padding=1),
             res_stack(c, r, n), upsample(c, c), nn.LeakyReLU(0.2), nn.Conv1d(c, cfg.n_mels, 3, padding=1))
+        if cfg.input_norm not in ("global", "utterance"):
+            raise ValueError(f"input_norm must be global or utterance, not {cfg.input_norm!r}")
+        self.cpc = (ContrastivePredictor(cfg.bottom_dim, cfg.cpc_context, cfg.cpc_steps, cfg.cpc_negatives)
+                    if cfg.cpc_steps > 0 else None)
+        self.adversary = (SpeakerAdversary(cfg.bottom_dim, cfg.adversary_hidden, cfg.num_speakers)
+                          if cfg.adversary_hidden > 0 else None)
 
     # ------------------------------------------------------------------ normalisation
     @torch.no_grad()
@@ -122,6 +136,14 @@ class VQVAE2(nn.Module):
 
     def normalize(self, mel: torch.Tensor) -> torch.Tensor:
         return (mel - self.mel_mean[:, None]) / self.mel_std[:, None]
+
+    def encoder_input(self, mel: torch.Tensor) -> torch.Tensor:
+        """What the encoder sees: the globally normalised mel, or with ``input_norm: utterance``
+        each input's own per-bin mean and deviation removed (the decoder's target stays global)."""
+        x = self.normalize(mel)
+        if self.cfg.input_norm == "utterance":
+            x = (x - x.mean(-1, keepdim=True)) / x.std(-1, keepdim=True, unbiased=False).clamp_min(1e-3)
+        return x
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.mel_std[:, None] + self.mel_mean[:, None]
@@ -138,13 +160,13 @@ class VQVAE2(nn.Module):
         t = mel.shape[-1]
         if t < 1:
             raise ValueError("cannot encode an empty mel")
-        enc = self.encode_normalized(F.pad(self.normalize(mel), (0, -t % STRIDE)))
+        enc = self.encode_normalized(F.pad(self.encoder_input(mel), (0, -t % STRIDE)))
         tb, tt = self.code_lengths(t)
         return Encoded(_crop_output(enc.top, tt), _crop_output(enc.bottom, tb), enc.prequant[..., :tb])
 
     def encode_normalized(self, x: torch.Tensor) -> Encoded:
-        """Normalised log-mel (B, n_mels, T), T a multiple of STRIDE (padded with zeros) -> codes
-        of every frame (T/2 bottom, T/4 top), uncropped."""
+        """Encoder input (``encoder_input``, B x n_mels x T), T a multiple of STRIDE (padded with
+        zeros) -> codes of every frame (T/2 bottom, T/4 top), uncropped."""
         h_bottom = self.enc_bottom(x)
         top = self.quant_top(self.enc_top(h_bottom))
         prequant = self.pre_bottom(torch.cat([h_bottom, self.dec_top(top.quantized)], 1))
@@ -173,14 +195,17 @@ class VQVAE2(nn.Module):
         return self.decode(top, bottom, speaker, num_frames)
 
     # ------------------------------------------------------------------ training forward
-    def forward(self, mel: torch.Tensor, speaker: torch.Tensor) -> VQVAE2Output:
+    def forward(self, mel: torch.Tensor, speaker: torch.Tensor, adversary_scale: float = 1.0) -> VQVAE2Output:
         enc = self.encode(mel)
         bottom = enc.bottom.quantized
         if self.training and self.cfg.jitter > 0:
             bottom = time_jitter(bottom, self.cfg.jitter)
         recon = self.decode(enc.top.quantized, bottom, speaker, mel.shape[-1])
         recon_loss = F.l1_loss(self.normalize(recon), self.normalize(mel))
-        return VQVAE2Output(recon, recon_loss, enc.top.loss + enc.bottom.loss, enc)
+        cpc = self.cpc(enc.bottom.quantized) if self.cpc is not None else None
+        adversary = (self.adversary(enc.bottom.quantized, speaker, adversary_scale)
+                     if self.adversary is not None else None)
+        return VQVAE2Output(recon, recon_loss, enc.top.loss + enc.bottom.loss, enc, cpc, adversary)
 
 
 def _crop_output(out: QuantizerOutput, length: int) -> QuantizerOutput:

@@ -256,6 +256,22 @@ class VQVAEModel(Section):
     top_codes: int = key(ge=2)
     speaker_dim: int = key(ge=1)
     jitter: float = key(ge=0, le=1)
+    input_norm: Literal["global", "utterance"] = key()
+    cpc_steps: int = key(ge=0)                    # contrastive coding of the bottom codes (0 = no CPC module)
+    cpc_negatives: int = key(ge=1)
+    cpc_context: int = key(ge=1)
+    adversary_hidden: int = key(ge=0)             # gradient-reversal speaker classifier (0 = none)
+
+
+@dataclass(frozen=True)
+class VQVAELoss(Section):
+    recon: float = key(ge=0)                      # weight of the decoder's L1 reconstruction
+    cpc: float = key(ge=0)                        # weight of InfoNCE on the bottom codes
+    adversary: float = key(ge=0)                  # weight of the reversed speaker-classifier loss
+
+    def check(self, where):
+        if self.recon == 0 and self.cpc == 0:
+            raise _bad(f"{where}.recon", self.recon, "a positive recon or cpc weight (nothing to learn from)")
 
 
 @dataclass(frozen=True)
@@ -287,7 +303,17 @@ class VQVAE(Section):
     languages: list[LANGUAGE] = key(min_items=1)
     model: VQVAEModel = key()
     quantizer: Quantizer = key()
+    loss: VQVAELoss = key()
     train: TrainSchedule = key()
+
+    def check(self, where):
+        if self.loss.cpc > 0 and self.model.cpc_steps == 0:
+            raise _bad(f"{where}.model.cpc_steps", 0, "at least 1 when vqvae.loss.cpc > 0")
+        if self.loss.adversary > 0 and self.model.adversary_hidden == 0:
+            raise _bad(f"{where}.model.adversary_hidden", 0, "at least 1 when vqvae.loss.adversary > 0")
+        if self.model.cpc_steps and self.train.segment_frames // 2 <= self.model.cpc_steps:
+            raise _bad(f"{where}.train.segment_frames", self.train.segment_frames,
+                       f"more than 2 x vqvae.model.cpc_steps ({self.model.cpc_steps}) frames")
 
 
 @dataclass(frozen=True)

@@ -104,8 +104,8 @@ class VQVAE:
                 chunk = members[start:start + per_batch]
                 batch = np.zeros((len(chunk), self.spec.n_mels, padded), dtype=np.float32)
                 for row, i in enumerate(chunk):
-                    # pad in the normalised domain with zeros, exactly as the model pads inside
-                    norm = self.model.normalize(torch.from_numpy(mels[i])).numpy()
+                    # pad the encoder input with zeros, exactly as the model pads inside
+                    norm = self.model.encoder_input(torch.from_numpy(mels[i])[None])[0].numpy()
                     batch[row, :, :mels[i].shape[1]] = norm
                 enc = self.model.encode_normalized(torch.from_numpy(batch).to(self.device))
                 for row, i in enumerate(chunk):

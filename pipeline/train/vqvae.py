@@ -21,7 +21,7 @@ from models.quantizer import code_perplexity
 from models.vqvae2 import STRIDE, VQVAE2, VQVAE2Config
 from pipeline.contract.dataset import speaker_key
 from pipeline.contract.names import TRAIN_SPLITS
-from pipeline.core.config import Config, TrainSchedule
+from pipeline.core.config import VQVAE, Config, TrainSchedule
 from pipeline.core.errors import UserError
 from pipeline.core.io import output_lock
 from pipeline.core.runtime import (ThreadGovernor, autocast, distributed, pick_device, seed_everything, step_macs,
@@ -135,7 +135,8 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
                      models={"vqvae": model}, optimizers={"adam": optimizer}, meta=meta, seed=seed,
                      total_steps=tcfg.steps, checkpoint_every=tcfg.checkpoint_every,
                      log_every=tcfg.log_every, validate_every=tcfg.validate_every,
-                     plot_groups=[["loss", "recon"], ["ppl_b", "ppl_t"], ["used_b", "used_t"]], governor=governor)
+                     plot_groups=[["loss", "recon"], ["cpc", "adv"], ["cpc_acc", "adv_acc"], ["ppl_b", "ppl_t"],
+                                  ["used_b", "used_t"]], governor=governor)
     if not force and loop.is_up_to_date():
         if progress:
             log(f"{loop.checkpoint_path}: up to date ({tcfg.steps} steps)")
@@ -160,7 +161,7 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
         return torch.from_numpy(mel), torch.from_numpy(data.speakers[idx])
 
     def step_fn(batch, step: int) -> dict:
-        return train_step(net, optimizer, batch, tcfg, step, device, amp)
+        return train_step(net, optimizer, batch, config.vqvae, step, device, amp)
 
     val_idx = data.val_idx[: tcfg.val_max_utterances]
 
@@ -171,22 +172,30 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
     return loop.checkpoint_path
 
 
-def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch, tcfg: TrainSchedule, step: int,
+def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch, config: VQVAE, step: int,
                device: torch.device, amp: bool) -> dict:
     """One optimisation step on a (mel, speaker) batch; returns the step's metrics."""
     mel, spk = (t.to(device) for t in batch)
+    tcfg, weights = config.train, config.loss
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(tcfg, step)
     with autocast(device, amp):
         out = net(mel, spk)
-    loss = out.recon_loss.float() + out.commit_loss
+    loss = weights.recon * out.recon_loss.float() + out.commit_loss
+    metrics = {"recon": out.recon_loss.item(), "commit": out.commit_loss.item()}
+    if out.cpc is not None:
+        loss = loss + weights.cpc * out.cpc.loss.float()
+        metrics.update(cpc=out.cpc.loss.item(), cpc_acc=out.cpc.accuracy.item())
+    if out.adversary is not None:
+        loss = loss + weights.adversary * out.adversary[0].float()
+        metrics.update(adv=out.adversary[0].item(), adv_acc=out.adversary[1].item())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if tcfg.grad_clip:
         torch.nn.utils.clip_grad_norm_(net.parameters(), tcfg.grad_clip)
     optimizer.step()
     enc = out.encoded
-    return {"loss": loss.item(), "recon": out.recon_loss.item(), "commit": out.commit_loss.item(),
+    return {"loss": loss.item(), **metrics,
             "ppl_b": enc.bottom.perplexity.item(), "ppl_t": enc.top.perplexity.item(),
             "used_b": enc.bottom.codes_in_use.item(), "used_t": enc.top.codes_in_use.item()}
 

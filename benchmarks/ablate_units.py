@@ -1,0 +1,181 @@
+"""Unit-discovery ablation: train each variant of the unit system on the same features with the
+same schedule, and print one table of what the challenge and this project measure.
+
+For each (variant, seed): ``zs2020 train-vqvae`` with the variant's overrides on top of the
+preset, then on the demo corpus: ABX across speakers (cosine, the official 2019 computation,
+`pipeline.evaluation.abx`) of the bottom code vectors (the submitted units), the
+pre-quantization vectors and the top codes; the bitrate of the bottom codes over the bitrate
+file list; codes in use and perplexity of the bottom level; speaker leakage (held-out speaker
+identification from code histograms, `zs2020 units leakage`); training minutes (wall, on this
+machine, at the time). The MFCC baseline of the same items is computed once; ratios are to it.
+
+    .venv/bin/python benchmarks/ablate_units.py --features data/runs/demo/features --dataset data/corpus \\
+        --out data/ablation --variants baseline,cpc --seeds 1234,7
+
+Results are cached per (variant, seed) in OUT/<variant>/seed<seed>/result.json (a variant whose
+overrides changed is retrained); `--list` prints the variants.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.contract.dataset import Dataset  # noqa: E402
+from pipeline.core.config import load_config  # noqa: E402
+from pipeline.core.stamp import fingerprint  # noqa: E402
+from pipeline.evaluation import abx as abxlib  # noqa: E402
+from pipeline.evaluation.baselines import compute_baselines  # noqa: E402
+from pipeline.evaluation.bitrate import bitrate  # noqa: E402
+from pipeline.evaluation.evaluate import LanguageTask  # noqa: E402
+from pipeline.features import feature_spec  # noqa: E402
+from pipeline.systems.encoding import encode_wavs  # noqa: E402
+from pipeline.units.reports import leakage_report  # noqa: E402
+from pipeline.units.source import encode_splits  # noqa: E402
+
+ZS = str(Path(sys.executable).with_name("zs2020"))
+CPC = ["vqvae.model.cpc_steps=6", "vqvae.loss.cpc=1.0"]
+ADVERSARY = ["vqvae.model.adversary_hidden=128", "vqvae.loss.adversary=0.5"]
+# name -> overrides on top of the preset
+VARIANTS: dict[str, list[str]] = {
+    "baseline": [],
+    "adversary": ADVERSARY,
+    "cpc": CPC,
+    "cpc_512": CPC + ["vqvae.model.bottom_codes=512"],
+    "cpc_adversary": CPC + ADVERSARY,
+    "cpc_jitter": CPC + ["vqvae.model.jitter=0.5"],
+    "cpc_utterance_norm": CPC + ["vqvae.model.input_norm=utterance"],
+    "cpc_only": CPC + ["vqvae.loss.recon=0.0"],
+    "cpc_strong": ["vqvae.model.cpc_steps=6", "vqvae.loss.cpc=4.0"],
+}
+
+
+def item_units(checkpoint: Path, task: LanguageTask, stems: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """stem -> {codes, prequant, top, ids} of the test wavs the ABX items and the bitrate need."""
+    def sink(stem, units):
+        return stem, {"codes": units.bottom_vectors, "prequant": units.prequant, "top": units.top_vectors,
+                      "ids": units.bottom_ids}
+    items = [(stem, task.test_utterance(stem).path) for stem in stems]
+    return dict(encode_wavs(checkpoint, items, sink, jobs=2, progress=False))
+
+
+def evaluate_variant(run: Path, dataset: Path, task: LanguageTask) -> dict:
+    checkpoint = run / "vqvae" / "checkpoint.pt"
+    stems = sorted(set(task.item_stems) | set(task.bitrate_stems))
+    units = item_units(checkpoint, task, stems)
+    out = {}
+    for kind in ("codes", "prequant", "top"):
+        feats = {stem: u[kind] for stem, u in units.items()}
+        out[f"abx_{kind}"] = abxlib.abx(task.task, task.item_arrays(feats), "cosine").error
+    out["bitrate"] = bitrate({s: u["codes"] for s, u in units.items()}, task.bitrate_rows).bitrate
+    counts = np.bincount(np.concatenate([u["ids"] for u in units.values()]))
+    p = counts[counts > 0] / counts.sum()
+    out["codes_used"] = int((counts > 0).sum())
+    out["perplexity"] = float(np.exp(-(p * np.log(p)).sum()))
+    unit_set = encode_splits(run, Dataset(dataset), ["test", "train/unit", "train/voice"], "cpu", progress=False)
+    leak = leakage_report(unit_set, ("bottom", "top"), min_seconds=1.0, test_fraction=0.3, seed=0)
+    out["leakage_bottom"] = leak["levels"]["bottom"]["accuracy_logreg"]
+    out["leakage_top"] = leak["levels"]["top"]["accuracy_logreg"]
+    return out
+
+
+def train(features: Path, run: Path, preset: str, overrides: list[str], seed: int) -> float:
+    command = [ZS, "train-vqvae", "--features", str(features), "--out", str(run / "vqvae"), "--config", preset,
+               "--quiet", f"seed={seed}", *overrides]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"training failed: {done.stderr.strip()[-500:]}")
+    return (time.perf_counter() - start) / 60
+
+
+def run_variant(args, name: str, seed: int, task: LanguageTask) -> dict:
+    overrides = VARIANTS[name] + args.extra
+    identity = fingerprint(args.preset, overrides, seed)
+    folder = args.out / name / f"seed{seed}"
+    cached = folder / "result.json"
+    if cached.is_file():
+        result = json.loads(cached.read_text())
+        if result.get("identity") == identity:
+            return result
+    minutes = train(args.features, folder, args.preset, overrides, seed)
+    history = [json.loads(line) for line in (folder / "vqvae" / "history.jsonl").read_text().splitlines()]
+    result = {"variant": name, "seed": seed, "identity": identity, "overrides": overrides,
+              "steps": history[-1]["step"], "minutes": minutes, **evaluate_variant(folder, args.dataset, task)}
+    cached.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def baseline(args, task: LanguageTask) -> float:
+    path = args.out / "mfcc.json"
+    if path.is_file():
+        return json.loads(path.read_text())["abx"]
+    spec = feature_spec(load_config(args.preset))
+    feats = compute_baselines({s: task.test_utterance(s) for s in task.item_stems}, spec, progress=False)["mfcc"]
+    value = abxlib.abx(task.task, task.item_arrays(feats), "cosine").error
+    path.write_text(json.dumps({"abx": value}))
+    return value
+
+
+def spread(values: list[float], digits: int) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--features", type=Path, default=Path("data/runs/demo/features"))
+    parser.add_argument("--dataset", type=Path, default=Path("data/corpus"))
+    parser.add_argument("--out", type=Path, default=Path("data/ablation"))
+    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--variants", default="baseline,cpc", help="comma-separated names (--list shows them)")
+    parser.add_argument("--seeds", default="1234", help="comma-separated seeds")
+    parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every variant (e.g. steps)")
+    parser.add_argument("--list", action="store_true", help="print the variants and exit")
+    args = parser.parse_args()
+    if args.list:
+        for name, overrides in VARIANTS.items():
+            print(f"{name:<20} {' '.join(overrides) or '(the preset)'}")
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    task = LanguageTask(Dataset(args.dataset), "excerpt", None)
+    mfcc = baseline(args, task)
+    names = args.variants.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rows = []
+    for name in names:
+        results = []
+        for seed in seeds:
+            result = run_variant(args, name, seed, task)
+            print(f"  {name} seed {seed}: ABX codes {result['abx_codes']:.2f} %, prequant {result['abx_prequant']:.2f} %, "
+                  f"bitrate {result['bitrate']:.0f}, leakage {result['leakage_bottom']:.3f}, "
+                  f"{result['minutes']:.1f} min", flush=True)
+            results.append(result)
+        rows.append((name, results))
+    print(f"\npreset {args.preset}, extra overrides {' '.join(args.extra) or '(none)'}; MFCC+deltas baseline "
+          f"ABX {mfcc:.2f} % on the same {len(task.items)} items (cosine, across speakers)")
+    header = ["variant", "seeds", "steps", "train min", "ABX codes %", "x MFCC", "ABX prequant %", "ABX top %",
+              "bitrate b/s", "codes used", "perplexity", "leakage bottom", "leakage top"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for name, results in rows:
+        col = lambda key: [r[key] for r in results]  # noqa: E731
+        print("| " + " | ".join([
+            name, ",".join(str(r["seed"]) for r in results), str(results[0]["steps"]), spread(col("minutes"), 1),
+            spread(col("abx_codes"), 2), spread([v / mfcc for v in col("abx_codes")], 2),
+            spread(col("abx_prequant"), 2), spread(col("abx_top"), 2), spread(col("bitrate"), 0),
+            spread(col("codes_used"), 0), spread(col("perplexity"), 0), spread(col("leakage_bottom"), 3),
+            spread(col("leakage_top"), 3)]) + " |")
+
+
+if __name__ == "__main__":
+    main()
