@@ -58,13 +58,16 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
+def unit_arrays(stem: str, units) -> tuple[str, dict[str, np.ndarray]]:
+    """Encoding sink: what the table needs of one utterance."""
+    return stem, {"codes": units.bottom_vectors, "prequant": units.prequant, "top": units.top_vectors,
+                  "ids": units.bottom_ids}
+
+
 def item_units(checkpoint: Path, task: LanguageTask, stems: list[str]) -> dict[str, dict[str, np.ndarray]]:
     """stem -> {codes, prequant, top, ids} of the test wavs the ABX items and the bitrate need."""
-    def sink(stem, units):
-        return stem, {"codes": units.bottom_vectors, "prequant": units.prequant, "top": units.top_vectors,
-                      "ids": units.bottom_ids}
     items = [(stem, task.test_utterance(stem).path) for stem in stems]
-    return dict(encode_wavs(checkpoint, items, sink, jobs=2, progress=False))
+    return dict(encode_wavs(checkpoint, items, unit_arrays, jobs=2, progress=False))
 
 
 def evaluate_variant(run: Path, dataset: Path, task: LanguageTask) -> dict:
