@@ -55,6 +55,7 @@ VARIANTS: dict[str, list[str]] = {
     "cpc_utterance_norm": CPC + ["vqvae.model.input_norm=utterance"],
     "cpc_only": CPC + ["vqvae.loss.recon=0.0"],
     "cpc_strong": ["vqvae.model.cpc_steps=6", "vqvae.loss.cpc=4.0"],
+    "cpc_local": CPC + ["vqvae.model.bottom_sees_top=false"],
 }
 
 
@@ -91,13 +92,17 @@ def evaluate_variant(run: Path, dataset: Path, task: LanguageTask) -> dict:
 
 
 def train(features: Path, run: Path, preset: str, overrides: list[str], seed: int) -> float:
+    """Train (or find trained) one variant; returns the minutes its training took."""
+    timing = run / "train_minutes.json"
     command = [ZS, "train-vqvae", "--features", str(features), "--out", str(run / "vqvae"), "--config", preset,
                "--quiet", f"seed={seed}", *overrides]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"training failed: {done.stderr.strip()[-500:]}")
-    return (time.perf_counter() - start) / 60
+    if "up to date" not in done.stdout or not timing.is_file():
+        timing.write_text(json.dumps({"minutes": (time.perf_counter() - start) / 60}))
+    return json.loads(timing.read_text())["minutes"]
 
 
 def run_variant(args, name: str, seed: int, task: LanguageTask) -> dict:

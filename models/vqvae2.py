@@ -49,6 +49,7 @@ class VQVAE2Config:
     cpc_negatives: int = 17      # negatives per prediction, drawn from the same utterance
     cpc_context: int = 256       # LSTM context size
     adversary_hidden: int = 0    # speaker classifier behind gradient reversal on the bottom codes (0 = off)
+    bottom_sees_top: bool = True # the bottom quantizer's input includes the decoded top codes (VQ-VAE-2)
 
     @classmethod
     def from_dict(cls, model: dict, quantizer: dict | None = None, **extra) -> "VQVAE2Config":
@@ -111,7 +112,7 @@ class VQVAE2(nn.Module):
         self.enc_top = nn.Sequential(downsample(c, c), nn.LeakyReLU(0.2), nn.Conv1d(c, c, 3, padding=1),
                                      res_stack(c, r, n), nn.Conv1d(c, cfg.top_dim, 1))
         self.dec_top = nn.Sequential(nn.Conv1d(cfg.top_dim, c, 3, padding=1), res_stack(c, r, n), upsample(c, c))
-        self.pre_bottom = nn.Conv1d(2 * c, cfg.bottom_dim, 1)
+        self.pre_bottom = nn.Conv1d((2 if cfg.bottom_sees_top else 1) * c, cfg.bottom_dim, 1)
         q = dict(decay=cfg.decay, commitment=cfg.commitment, restart_every=cfg.restart_every,
                  restart_min_hits=cfg.restart_min_hits)
         self.quant_top = VectorQuantizer(cfg.top_codes, cfg.top_dim, **q)
@@ -169,7 +170,9 @@ class VQVAE2(nn.Module):
         zeros) -> codes of every frame (T/2 bottom, T/4 top), uncropped."""
         h_bottom = self.enc_bottom(x)
         top = self.quant_top(self.enc_top(h_bottom))
-        prequant = self.pre_bottom(torch.cat([h_bottom, self.dec_top(top.quantized)], 1))
+        # Without the top path the bottom codes see only the bottom encoder's short window.
+        context = [h_bottom, self.dec_top(top.quantized)] if self.cfg.bottom_sees_top else [h_bottom]
+        prequant = self.pre_bottom(torch.cat(context, 1))
         return Encoded(top, self.quant_bottom(prequant), prequant)
 
     def decode(self, top: torch.Tensor, bottom: torch.Tensor, speaker: torch.Tensor, num_frames: int) -> torch.Tensor:
