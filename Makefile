@@ -20,7 +20,7 @@ CORPUS_SCALE ?=
 
 FILELIST_OPT := $(if $(FILELISTS),--filelists $(FILELISTS),)
 
-.PHONY: all setup venv system-deps corpus features vqvae melgan submission validate evaluate test bench clean help
+.PHONY: all setup venv system-deps corpus features vqvae melgan melgan-universal submission validate evaluate test bench clean help
 
 help:
 	@echo "make all        corpus -> features -> vqvae -> melgan -> submission -> validate (demo corpus by default)"
@@ -57,6 +57,10 @@ vqvae: features
 # The vocoder trains on the VQ-VAE-2's reconstructions of the target voices (melgan.train.input_mels).
 melgan: vqvae
 	$(ZS) train-melgan --features $(RUN)/features --dataset $(DATASET) --out $(RUN)/melgan --vqvae $(RUN)/vqvae/checkpoint.pt --config $(CONFIG) $(OVERRIDES)
+
+# A vocoder for every training voice, for one-shot conversion (`zs2020 convert --reference`, vqmivc runs).
+melgan-universal: vqvae
+	$(ZS) train-melgan --features $(RUN)/features --dataset $(DATASET) --out $(RUN)/melgan_universal --vqvae $(RUN)/vqvae/checkpoint.pt --config $(CONFIG) $(OVERRIDES) melgan.train.speakers=all
 
 submission: vqvae melgan
 	$(ZS) submit --dataset $(DATASET) --run $(RUN) --out $(RUN)/submission --config $(CONFIG) $(FILELIST_OPT) $(OVERRIDES)

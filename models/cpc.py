@@ -39,22 +39,21 @@ class ContrastivePredictor(nn.Module):
 
     def forward(self, z: torch.Tensor, generator: torch.Generator | None = None) -> InfoNCEOutput:
         """InfoNCE of (B, D, T) frames; needs T > steps."""
-        b, d, t = z.shape
+        b, _, t = z.shape
         if t <= self.steps:
             raise ValueError(f"CPC with {self.steps} prediction steps needs more than {self.steps} frames, got {t}")
-        frames = z.transpose(1, 2)                                   # (B, T, D)
         c = self.context(z)
         losses, correct, total = [], 0.0, 0
         for k, predictor in enumerate(self.predictors, 1):
             n = t - k
             pred = predictor(c[:, :n])                               # (B, n, D) predictions of z_{t+k}
-            target = frames[:, k:]                                   # (B, n, D)
+            # every frame of the utterance scored against every prediction in one product; the
+            # candidates' scores are then picked out (cheaper than gathering (B, n, 1 + N, D) vectors)
+            scores = torch.matmul(pred, z)                           # (B, n, T)
+            positive = scores.diagonal(offset=k, dim1=1, dim2=2)     # (B, n): z_{i+k} for prediction i
             # negatives: random frames of the same utterance (any position), per prediction
             idx = torch.randint(0, t, (b, n, self.negatives), device=z.device, generator=generator)
-            negatives = torch.gather(frames[:, None].expand(b, n, t, d), 2,
-                                     idx[..., None].expand(b, n, self.negatives, d))  # (B, n, N, D)
-            candidates = torch.cat([target[:, :, None], negatives], 2)               # (B, n, 1 + N, D)
-            logits = (candidates * pred[:, :, None]).sum(-1)                         # (B, n, 1 + N)
+            logits = torch.cat([positive[..., None], torch.gather(scores, 2, idx)], 2)   # (B, n, 1 + N)
             labels = torch.zeros(b * n, dtype=torch.long, device=z.device)
             losses.append(F.cross_entropy(logits.reshape(b * n, -1), labels))
             correct += float((logits.argmax(-1) == 0).sum())

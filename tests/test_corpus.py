@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +200,40 @@ def test_rebuild_is_byte_identical_with_one_job(tiny_corpus, tmp_path):
     again = build_corpus(tmp_path / "again", scale="tiny", jobs=1, stats=stats)
     assert _tree_md5(again) == _tree_md5(tiny_corpus)
     assert stats["built"] and stats["cpu_seconds"] > 0.5 and stats["wall_seconds"] > 0
+
+
+# Renders two short sentences in every voice of the plan and prints a digest of each result
+# (samples and phone timings). "disturbed" first uses the C library's rand(), as libpulse does
+# inside espeak_Initialize on a machine that has no PulseAudio runtime folder yet.
+_RENDER_EVERY_VOICE = """
+import ctypes, hashlib, json, sys
+from pipeline.corpus.engines import render
+from pipeline.corpus.plan import make_plan
+if sys.argv[1] == "disturbed":
+    libc = ctypes.CDLL(None)
+    libc.srand(7)
+    for _ in range(12):
+        libc.rand()
+digests = {}
+for speaker, voice in make_plan("demo").voices.items():
+    for n, result in enumerate(render(voice, ["Yes.", "The cat sat on the mat."])):
+        data = result.samples.tobytes() + repr(result.phones).encode()
+        digests[f"{speaker} {voice.describe()} #{n}"] = hashlib.sha256(data).hexdigest()
+print(json.dumps(digests))
+"""
+
+
+def test_every_voice_renders_identical_bytes_in_separate_processes():
+    """Each voice configuration of the plan (unit, target and test speakers) twice, in two fresh
+    processes, one of which used rand() first: a build must not depend on the machine's state."""
+    root = Path(__file__).resolve().parents[1]
+    runs = [subprocess.Popen([sys.executable, "-c", _RENDER_EVERY_VOICE, mode], cwd=root, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for mode in ("clean", "disturbed")]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert all(run.returncode == 0 for run in runs), [err[-2000:] for _, err in outputs]
+    clean, disturbed = (json.loads(out) for out, _ in outputs)
+    assert len(clean) == 2 * len(make_plan("demo").voices)
+    assert [k for k in clean if clean[k] != disturbed[k]] == []
 
 
 def test_up_to_date_corpus_is_skipped(tiny_corpus):

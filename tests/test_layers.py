@@ -18,7 +18,7 @@ LAYERS = [
     ["pipeline.evaluation"],
     ["pipeline.train"],
     ["pipeline.systems", "submission"],
-    ["pipeline.features", "pipeline.corpus"],
+    ["pipeline.features", "pipeline.pitch", "pipeline.corpus"],
     ["pipeline.contract"],
     ["pipeline.core", "models"],
 ]

@@ -29,6 +29,7 @@ Speaker = file-name prefix before the first ``_``. Speaker ids are the sorted tr
 """
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -124,15 +125,14 @@ class Dataset:
         return self.lang_dir / split
 
     def has_split(self, split: str) -> bool:
-        d = self.split_dir(split)
-        return d.is_dir() and any(d.glob("*.wav"))
+        return bool(self.utterances(split, required=False))
 
     def utterances(self, split: str, required: bool = True) -> list[Utterance]:
         """Utterances of one split sorted by id. Missing or empty split: UserError if required."""
         cache = self._utterance_cache
         if split not in cache:
             d = self.split_dir(split)
-            cache[split] = sorted(Utterance(split, p.stem, p) for p in d.glob("*.wav")) if d.is_dir() else []
+            cache[split] = sorted(Utterance(split, p.stem, p) for p in wav_files(d)) if d.is_dir() else []
         utts = cache[split]
         if required and not utts:
             what = "does not exist" if not self.split_dir(split).is_dir() else "has no .wav files"
@@ -239,6 +239,32 @@ class Dataset:
         if lists_dir:
             raise UserError(f"{lists_dir}: no {kind}_filelist.txt for {self.language}")
         return None
+
+
+def wav_files(folder: str | os.PathLike) -> list[Path]:
+    """The ``*.wav`` files of a folder, sorted. A symbolic link that leads nowhere (its target is
+    missing, or it is part of a loop) is one UserError naming it, here: listed like a file it
+    would fail later, in a worker, far from the cause."""
+    paths = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if not entry.name.endswith(".wav"):
+                continue
+            path = Path(entry.path)
+            if entry.is_symlink() and not path.exists():
+                raise UserError(f"{path}: {_broken_link(path)}; remove it or make it point to a wav")
+            if entry.is_file():
+                paths.append(path)
+    return sorted(paths)
+
+
+def _broken_link(path: Path) -> str:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+    return f"broken symbolic link (its target {os.readlink(path)} does not exist)"
 
 
 def lists_folder(lists_dir: str | os.PathLike, language: str) -> Path | None:

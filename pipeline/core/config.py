@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,6 +262,7 @@ class VQVAEModel(Section):
     cpc_negatives: int = key(ge=1)
     cpc_context: int = key(ge=1)
     adversary_hidden: int = key(ge=0)             # gradient-reversal speaker classifier (0 = none)
+    bottom_sees_top: bool = key()                 # the bottom quantizer's input includes the decoded top codes
 
 
 @dataclass(frozen=True)
@@ -317,6 +319,67 @@ class VQVAE(Section):
 
 
 @dataclass(frozen=True)
+class VQMIVCModel(Section):
+    channels: int = key(ge=1)                     # content encoder width (conv + LayerNorm/ReLU/Linear blocks)
+    blocks: int = key(ge=0)                       # LayerNorm/ReLU/Linear blocks of the content encoder
+    code_dim: int = key(ge=1)                     # content code vector size (20 ms)
+    codes: int = key(ge=2)                        # content codebook size
+    decay: float = key(ge=0, lt=1)                # EMA decay of the codebook
+    restart_every: int = key(ge=0)                # dead-code restart period in steps (0 = never)
+    restart_min_hits: int = key(ge=1)
+    cpc_steps: int = key(ge=0)                    # contrastive coding of the content codes (0 = no CPC module)
+    cpc_negatives: int = key(ge=1)
+    cpc_context: int = key(ge=1)
+    speaker_channels: int = key(ge=1)             # speaker encoder width
+    speaker_blocks: int = key(ge=0)               # residual conv blocks of the speaker encoder (each halves time)
+    speaker_dim: int = key(ge=1)                  # utterance-level speaker embedding size
+    decoder_channels: int = key(ge=1)
+    decoder_blocks: int = key(ge=0)               # dilated residual conv blocks of the decoder
+    postnet_layers: int = key(ge=0)               # residual conv post-net layers (0 = none)
+
+
+@dataclass(frozen=True)
+class VQMIVCLoss(Section):
+    recon: float = key(ge=0)                      # L1 reconstruction of the log-mel (pre- and post-net)
+    cpc: float = key(ge=0)                        # InfoNCE of the content codes
+    commitment: float = key(ge=0)                 # VQ commitment
+    mi_content_speaker: float = key(ge=0)         # CLUB upper bounds of mutual information (0 switches one off)
+    mi_content_pitch: float = key(ge=0)
+    mi_pitch_speaker: float = key(ge=0)
+
+    check = VQVAELoss.check                       # the same rule: a positive recon or cpc weight
+
+
+@dataclass(frozen=True)
+class VQMIVCEstimators(Section):
+    hidden: int = key(ge=1)                       # hidden units of each CLUB estimator's networks
+    lr: float = key(gt=0)                         # Adam rate of the estimators
+    updates: int = key(ge=1)                      # estimator updates per training step (before the main update)
+
+
+@dataclass(frozen=True)
+class Pitch(Section):
+    floor_hz: float = key(gt=0)                   # Praat autocorrelation pitch range
+    ceiling_hz: float = key(gt=0)
+
+    def check(self, where):
+        if not self.floor_hz < self.ceiling_hz <= 8000:
+            raise _bad(f"{where}.ceiling_hz", self.ceiling_hz, f"floor_hz ({self.floor_hz:g}) < ceiling_hz <= 8000")
+
+
+@dataclass(frozen=True)
+class VQMIVC(Section):
+    model: VQMIVCModel = key()
+    loss: VQMIVCLoss = key()
+    mi: VQMIVCEstimators = key()
+    pitch: Pitch = key()
+
+    def check(self, where):
+        if self.loss.cpc > 0 and self.model.cpc_steps == 0:
+            raise _bad(f"{where}.model.cpc_steps", 0, "at least 1 when vqmivc.loss.cpc > 0")
+
+
+@dataclass(frozen=True)
 class Generator(Section):
     ngf: int = key(ge=1)
     n_residual: int = key(ge=0)
@@ -350,6 +413,7 @@ class GANLoss(Section):
 @dataclass(frozen=True)
 class GANTrain(Section):
     input_mels: Literal["vqvae", "ground_truth"] = key()
+    speakers: Literal["targets", "all"] = key()   # targets: the target voices; all: every training speaker
     steps: int = key(ge=1)
     warmup_steps: int = key(ge=0)
     batch_size: int = key(ge=1)
@@ -400,6 +464,7 @@ class Speech(Section):
     max_lines: int = key(ge=0)
     voice_utts: int = key(ge=1)
     measures: list[Literal["similarity", "asr", "mcd", "dnsmos"]] = key(min_items=1)
+    one_shot_trials: int = key(ge=0)              # one-shot conversions scored (vqmivc runs; 0 = none)
 
 
 @dataclass(frozen=True)
@@ -415,13 +480,22 @@ class Evaluate(Section):
 class Config(Section):
     name: str = key()
     seed: int = key(ge=0)
+    system: Literal["vqvae2", "vqmivc"] = key()   # the unit system train-vqvae trains
     runtime: Runtime = key()
     features: Features = key()
     corpus: Corpus = key()
     vqvae: VQVAE = key()
+    vqmivc: VQMIVC = key()
     melgan: MelGAN = key()
     submission: Submission = key()
     evaluate: Evaluate = key()
+
+    def check(self, where):
+        steps = self.vqmivc.model.cpc_steps
+        segment = self.vqvae.train.segment_frames
+        if self.system == "vqmivc" and steps and segment // 2 <= steps:
+            raise _bad("vqvae.train.segment_frames", segment,
+                       f"more than 2 x vqmivc.model.cpc_steps ({steps}) frames (the vqmivc system trains on them)")
 
     def replace(self, overrides: Iterable[str]) -> "Config":
         """A copy with ``key=value`` overrides applied (and checked)."""
@@ -438,6 +512,13 @@ class _NoAliasLoader(yaml.SafeLoader):
             event = self.peek_event()
             raise yaml.YAMLError(f"YAML aliases are not allowed in configs (line {event.start_mark.line + 1})")
         return super().compose_node(parent, index)
+
+
+# YAML 1.1 reads 1e-3, 1e6 and 1.0e6 as strings (its floats need a dot and a signed exponent), so
+# ``vqvae.train.lr=1e-3`` was refused as "not a number": numbers in exponent form are numbers.
+_NoAliasLoader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                     re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                                     list("-+0123456789"))
 
 
 def preset_path(preset: str | os.PathLike) -> Path:

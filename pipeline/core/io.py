@@ -68,6 +68,21 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
+def check_output_path(path: str | os.PathLike, kind: str = "folder", option: str = "--out") -> None:
+    """Refuse, before any work, an output that could not be written at the end: a folder where a
+    file is wanted, a file where a folder is wanted, or a path inside a file."""
+    path = Path(path)
+    if kind == "file" and path.is_dir():
+        raise UserError(f"{option} {path}: is an existing folder; give a file path")
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path}: exists and is not a folder")
+    for parent in path.parents:
+        if os.path.lexists(parent):
+            if not parent.is_dir():
+                raise UserError(f"{option} {path}: {parent} is not a folder")
+            return
+
+
 def _temp_prefix(path: Path) -> str:
     return f".{path.name}.{os.getpid()}."
 

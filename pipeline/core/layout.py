@@ -3,6 +3,8 @@
     RUN/features/<language>.h5         log-mel features (zs2020 features)
     RUN/vqvae/checkpoint.pt            the unit system (zs2020 train-vqvae), history, curves
     RUN/melgan/checkpoint.pt           the target-voice vocoder (zs2020 train-melgan), samples
+    RUN/melgan_universal/checkpoint.pt a vocoder for every training voice (train-melgan with
+                                       melgan.train.speakers=all), for one-shot conversion
     RUN/submission/, RUN/submission.zip
     RUN/evaluation/                    scores.json, report.md, plots
     RUN/units_cache/<language>/        encoded dataset splits (zs2020 units)
@@ -48,6 +50,10 @@ class RunLayout:
     @property
     def melgan_checkpoint(self) -> Path:
         return self.checkpoint("melgan")
+
+    @property
+    def universal_melgan_checkpoint(self) -> Path:
+        return self.checkpoint("melgan_universal")
 
     @property
     def submission_dir(self) -> Path:

@@ -4,7 +4,8 @@ measures all fan work out through ``parallel_map``.
 * ``jobs <= 1`` (or a single task) runs in this process: no pool, same results (unless
   ``fresh_workers`` asks for a new process per task).
 * Workers die with their parent: each asks the kernel for SIGTERM when the parent exits
-  (Linux ``PR_SET_PDEATHSIG``), so a killed stage leaves no worker running.
+  (Linux ``PR_SET_PDEATHSIG``) and lets SIGTERM end it, so a killed stage leaves no worker
+  running.
 * Workers are started with ``fork`` by default (no re-import of torch, seconds each on a busy
   machine), or ``spawn``/``forkserver`` when the parent may hold torch threads or state a child
   must not inherit; ``fresh_workers`` gives every task a new process.
@@ -26,19 +27,24 @@ from pipeline.core.threads import worker_threads
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """Ask the kernel to send SIGTERM to this process when its parent exits (Linux only)."""
+def die_with_parent(parent: int | None = None) -> None:
+    """Ask the kernel to send SIGTERM to this process when its parent exits (Linux only), and
+    let SIGTERM end it: a forked worker inherits the CLI's handler, which turns SIGTERM into
+    SystemExit, and the pool takes that for the failure of one task; the orphaned worker then
+    waited for work forever. ``parent``: the pid that started this process, when known (an
+    orphan's parent is a subreaper, not always pid 1)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except (OSError, AttributeError):
         pass
-    if os.getppid() == 1:          # the parent died before prctl took effect
+    if os.getppid() == 1 or parent is not None and os.getppid() != parent:   # died before prctl took effect
         os._exit(1)
 
 
-def _start_worker(initializer: Callable | None, initargs: tuple, threads: int) -> None:
-    die_with_parent()
+def _start_worker(parent: int | None, initializer: Callable | None, initargs: tuple, threads: int) -> None:
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's to handle
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch = sys.modules.get("torch")       # set only if the parent already imported it (fork)
@@ -73,9 +79,10 @@ def parallel_map(fn: Callable, tasks: Sequence, jobs: int, *, desc: str = "", un
         if start == "fork" and "fork" not in multiprocessing.get_all_start_methods():
             start = "spawn"
         context = multiprocessing.get_context(start)
+        parent = None if start == "forkserver" else os.getpid()     # a forkserver's workers are its children
         options = {"max_tasks_per_child": 1} if fresh_workers else {}
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
-                                 initargs=(initializer, initargs, worker_threads(jobs)), **options) as pool:
+                                 initargs=(parent, initializer, initargs, worker_threads(jobs)), **options) as pool:
             try:
                 if ordered:
                     futures = [pool.submit(fn, task) for task in tasks]

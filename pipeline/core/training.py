@@ -50,6 +50,8 @@ class TrainLoop:
     rank: int = 0
     # Called after each checkpoint save, with the step (e.g. to write audio samples and PNGs).
     on_checkpoint: Callable[[int], None] | None = None
+    # Called before each checkpoint save, with the step (e.g. to refresh ``meta`` from the model).
+    before_save: Callable[[int], None] | None = None
     # Curves to plot: groups of metric names, one panel each.
     plot_groups: list[list[str]] = field(default_factory=list)
     # Keeps torch's thread count right for the machine's load (None: leave it alone).
@@ -78,9 +80,12 @@ class TrainLoop:
         if not self.checkpoint_path.is_file():
             return False
         try:
-            ckpt = load_checkpoint(self.checkpoint_path, kind=self.kind)
+            ckpt = load_checkpoint(self.checkpoint_path)
         except OldCheckpoint as exc:
             log(f"{exc.message.split(';')[0]}; training from scratch")
+            return False
+        if ckpt["kind"] != self.kind:   # e.g. the run folder's unit system was switched
+            log(f"{self.checkpoint_path}: holds a {ckpt['kind']} model; training a {self.kind} from scratch")
             return False
         if ckpt["fingerprint"] != self.fingerprint:
             log(f"{self.checkpoint_path}: made with another config or data; training from scratch")
@@ -93,6 +98,17 @@ class TrainLoop:
         self.step = ckpt["step"]
         self.history = list(ckpt["history"])
         return True
+
+    def begin(self, force: bool = False, progress: bool = True, log=print) -> bool:
+        """A trainer's start: True when the run is already finished (skip it); otherwise resume
+        from the checkpoint when it fits (``force`` always starts from scratch) and return False."""
+        if not force and self.is_up_to_date():
+            if progress:
+                log(f"{self.checkpoint_path}: up to date ({self.total_steps} steps)")
+            return True
+        if not force and self.try_resume(log=log) and progress:
+            log(f"{self.checkpoint_path}: resuming at step {self.step}")
+        return False
 
     def is_done(self) -> bool:
         return self.step >= self.total_steps
@@ -152,6 +168,8 @@ class TrainLoop:
     def save(self) -> None:
         if self.rank != 0:
             return
+        if self.before_save is not None:
+            self.before_save(self.step)
         for name, model in self.models.items():
             if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
                 raise UserError(f"training diverged by step {self.step}: the {name} weights are not finite "

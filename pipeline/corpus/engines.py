@@ -7,7 +7,9 @@ sox ``speed`` (resampling: formants, F0 and tempo all scale by the factor), so t
 by it exactly. Every render returns phone timings in samples of the final 16 kHz wav.
 
 Reproducibility: sox runs with ``-R`` (repeatable dither); espeak-ng output depends on what the
-process synthesized before, so callers run every chunk in a fresh process.
+process synthesized before, so callers run every chunk in a fresh process. espeak-ng also draws
+the breath noise of some variants (f2, f3, f5) and the Klatt voices' noise from the C library's
+``rand()``, whose state belongs to the whole process: the engine re-seeds it when it starts.
 """
 from __future__ import annotations
 
@@ -196,6 +198,7 @@ _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_PHONEME_EVENTS = 1
 _PARAM_RATE, _PARAM_PITCH = 1, 3
 _CHARS_UTF8 = 1
+_RAND_SEED = 1          # glibc's rand() state at process start
 
 
 @lru_cache(maxsize=1)
@@ -225,6 +228,12 @@ class _Espeak:
         if self.rate <= 0:
             raise RuntimeError("espeak_Initialize failed")
         self.lib.espeak_SetSynthCallback(self._callback)
+        # Whatever called rand() before must not change the noise. It happens: libespeak-ng probes
+        # PulseAudio in espeak_Initialize, and libpulse names a new runtime folder
+        # (/tmp/pulse-XXXXXXXXXXXX) with rand() on a machine that has none yet, so the first espeak
+        # chunk of the first build on a machine sounded different. Seed 1 is the state every clean
+        # process starts from: the output is that of an undisturbed process.
+        ctypes.CDLL(None).srand(_RAND_SEED)
 
     def _on_audio(self, wav, n, events):
         if wav and n > 0:

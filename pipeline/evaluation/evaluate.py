@@ -33,12 +33,13 @@ from pipeline.contract.reader import EntryError, SubmissionTree, open_submission
 from pipeline.contract.unitfile import UnitFileError, parse_units
 from pipeline.core.config import Config
 from pipeline.core.errors import UserError
-from pipeline.core.io import atomic_dir
+from pipeline.core.io import atomic_dir, check_output_path, output_lock
 from pipeline.core.stamp import fingerprint, is_up_to_date, write_stamp
 from pipeline.core.threads import pool_size
 from pipeline.evaluation import abx as abxlib
 from pipeline.evaluation.baselines import compute_baselines
 from pipeline.evaluation.bitrate import bitrate
+from pipeline.evaluation.oneshot import one_shot_measures, plan_one_shot
 from pipeline.evaluation.report import write_report
 from pipeline.evaluation.speech import speech_measures
 from pipeline.features import feature_spec
@@ -251,12 +252,16 @@ def converted_wavs(tree: SubmissionTree, language: str) -> dict[str, bytes]:
 
 
 def evaluate_submission(submission: str | Path, dataset_root: str | Path, out: str | Path, config: Config,
-                        force: bool = False, log=print, **settings) -> dict:
+                        force: bool = False, log=print, run: str | Path | None = None, **settings) -> dict:
     """Validate, then score a submission; writes OUT/scores.json, OUT/report.md and plots.
     ``settings`` (distances, item_kind, jobs, lists_dir, speech, baselines) override the
-    config's ``evaluate:`` section. Returns the scores (the content of scores.json)."""
+    config's ``evaluate:`` section. With the speech measures on and ``run`` (the run folder the
+    submission came from) holding a VQMIVC and a MelGAN, one-shot conversions are scored too
+    (``pipeline.evaluation.oneshot``; their wavs go to OUT/one_shot/<language>/). Returns the
+    scores (the content of scores.json)."""
     settings = EvaluationSettings.resolve(config, **settings)
     submission, out = Path(submission), Path(out)
+    check_output_path(out)
     abxlib.set_jobs(settings.jobs)
     spec = feature_spec(config)
     languages = Dataset.languages(dataset_root)
@@ -269,9 +274,12 @@ def evaluate_submission(submission: str | Path, dataset_root: str | Path, out: s
         more = f"; and {len(report.problems) - MAX_LISTED_ERRORS} more" if len(report.problems) > MAX_LISTED_ERRORS else ""
         raise UserError(f"{submission}: refused, the validator finds {len(report.problems)} problem(s): "
                         f"{listed}{more} (`zs2020 validate` lists them)")
-    with open_submission(submission) as tree:
+    # One evaluation writes OUT at a time (as the submit stage); the lock is taken once the
+    # validator has accepted the submission, so a refused one leaves nothing behind.
+    with output_lock(out, "evaluation"), open_submission(submission) as tree:
+        one_shot = plan_one_shot(run) if settings.speech and config.evaluate.speech.one_shot_trials else None
         fp = fingerprint(submission_fingerprint(tree, submission), settings, config.evaluate, config.features,
-                         str(Path(dataset_root).resolve()))
+                         str(Path(dataset_root).resolve()), one_shot.identity() if one_shot else None)
         scores_path = out / "scores.json"
         if not force and is_up_to_date(out, fp) and scores_path.is_file():
             log(f"{scores_path} is up to date (use --force to redo)")
@@ -280,6 +288,7 @@ def evaluate_submission(submission: str | Path, dataset_root: str | Path, out: s
         scores: dict = {"2019": {}}
         extras: dict = {"settings": settings.to_dict(), "unchecked": report.unchecked,
                         "warnings": [warning] if warning else []}
+        one_shot_wavs: dict[str, dict[str, bytes]] = {}
         for language in languages:
             if not tree.is_dir(f"2019/{language}") or language not in LANGUAGES:
                 continue
@@ -295,13 +304,23 @@ def evaluate_submission(submission: str | Path, dataset_root: str | Path, out: s
                 extras[language]["speech"] = speech_measures(
                     lang.dataset, converted_wavs(tree, language), spec, jobs=settings.jobs,
                     max_lines=speech.max_lines or None, voice_utts=speech.voice_utts, measures=tuple(speech.measures))
+            if one_shot is not None:
+                speech = config.evaluate.speech
+                log(f"{language}: one-shot conversion of {speech.one_shot_trials} test utterances")
+                extras[language]["one_shot"], one_shot_wavs[language] = one_shot_measures(
+                    one_shot, lang.dataset, spec, speech.one_shot_trials, config.seed, speech.voice_utts,
+                    tuple(speech.measures), jobs=settings.jobs)
             extras[language]["seconds"] = round(time.perf_counter() - start, 1)
-    if not scores["2019"]:
-        raise UserError(f"{submission}: no language of the dataset ({', '.join(languages)}) in 2019/")
-    scores["zs2020_extras"] = extras
-    text = json.dumps(scores, indent=2) + "\n"
-    with atomic_dir(out) as tmp:
-        (tmp / "scores.json").write_text(text, encoding="utf-8")
-        write_report(tmp, scores)
-    write_stamp(out, fp)
+        if not scores["2019"]:
+            raise UserError(f"{submission}: no language of the dataset ({', '.join(languages)}) in 2019/")
+        scores["zs2020_extras"] = extras
+        text = json.dumps(scores, indent=2) + "\n"
+        with atomic_dir(out) as tmp:
+            (tmp / "scores.json").write_text(text, encoding="utf-8")
+            write_report(tmp, scores)
+            for language, wavs in one_shot_wavs.items():
+                (tmp / "one_shot" / language).mkdir(parents=True, exist_ok=True)
+                for name, data in wavs.items():
+                    (tmp / "one_shot" / language / name).write_bytes(data)
+        write_stamp(out, fp)
     return json.loads(text)

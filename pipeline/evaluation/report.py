@@ -42,6 +42,8 @@ def write_report(out: Path, scores: dict) -> None:
         lines += [""] + [f"![{name}]({name})" for name in images] + [""]
         if "speech" in ext:
             lines += _speech_table(ext["speech"])
+        if "one_shot" in ext:
+            lines += _one_shot_table(ext["one_shot"], language)
     (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -85,6 +87,26 @@ def _speech_table(speech: dict) -> list[str]:
     if "share_closer_to_target" in s:
         rows += ["", f"Share of converted utterances closer to the target voice than to the source speaker: "
                      f"**{100 * s['share_closer_to_target']:.0f} %**."]
+    return rows + [""]
+
+
+def _one_shot_table(one_shot: dict, language: str) -> list[str]:
+    if "skipped" in one_shot:
+        return [f"One-shot conversion: skipped ({one_shot['skipped']}).", ""]
+    s = one_shot["summary"]
+    rows = [f"### One-shot conversion ({one_shot['trials']} test utterances, each in the voice of another test "
+            f"speaker's utterance; {one_shot['vocoder_kind']} vocoder; wavs in one_shot/{language}/)", "",
+            "| measure | converted | source (unconverted) |", "|---|---|---|"]
+    for label, key, digits in (("similarity to reference speaker", "sim_reference", 3),
+                               ("similarity to source speaker", "sim_source", 3),
+                               ("ASR CER (pocketsphinx)", "cer", 3), ("ASR WER (pocketsphinx)", "wer", 3),
+                               ("DNSMOS overall", "dnsmos", 2)):
+        vals = [s.get(f"{key}_{kind}") for kind in ("converted", "source")]
+        if any(v is not None for v in vals):
+            rows.append(f"| {label} | " + " | ".join(_fmt(v, digits) for v in vals) + " |")
+    if "share_closer_to_reference" in s:
+        rows += ["", f"Share of one-shot conversions closer to the reference speaker than to the source speaker: "
+                     f"**{100 * s['share_closer_to_reference']:.0f} %**."]
     return rows + [""]
 
 

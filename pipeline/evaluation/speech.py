@@ -206,7 +206,7 @@ def speech_measures(dataset: Dataset, converted: dict[str, bytes], spec: Feature
                                                                  voice_utts, spec.sample_rate))
     jobs_list = [_line_job(dataset, converted[ln.output_name], ln, target_emb, source_emb, measures, spec)
                  for ln in present]
-    rows = _run_jobs(jobs_list, jobs, progress)
+    rows = measure_lines(jobs_list, jobs, progress)
     return {"lines": len(rows), "synthesis_lines": len(lines), "summary": summarize(rows), "per_line": rows}
 
 
@@ -218,7 +218,8 @@ def _line_job(dataset: Dataset, converted: bytes, line: SynthesisLine, target_em
                    target_emb.get(line.voice), source_emb.get(line.source.speaker), tuple(measures), spec)
 
 
-def _run_jobs(jobs_list: list[LineJob], jobs: int, progress: bool) -> list[dict]:
+def measure_lines(jobs_list: list[LineJob], jobs: int, progress: bool) -> list[dict]:
+    """Every line's measures (``_measure_line``), in ``jobs`` worker processes."""
     # spawn: the evaluator has run torch (baselines) and numba threads, which a fork can deadlock
     return list(parallel_map(_measure_line, jobs_list, jobs, desc="speech measures", unit="line",
                              progress=progress, start="spawn"))

@@ -1,4 +1,5 @@
-"""``zs2020 convert``: re-speak one wav, or every synthesis.txt line of a dataset, in a target voice."""
+"""``zs2020 convert``: re-speak one wav, or every synthesis.txt line of a dataset, in a target voice,
+or (vqmivc runs) one wav in the voice of a reference utterance."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +9,7 @@ import click
 from pipeline.contract.dataset import Dataset
 from pipeline.core.audio import read_wav, write_wav
 from pipeline.core.errors import UserError
+from pipeline.core.io import check_output_path
 from pipeline.core.layout import RunLayout
 from pipeline.core.runtime import set_threads
 from pipeline.core.threads import pool_size
@@ -26,12 +28,16 @@ def resolve_checkpoints(run: Path | None, vqvae: Path | None, melgan: Path | Non
     return vqvae, (melgan if vocoder == "melgan" else None)
 
 
-def check_output_file(out: Path) -> None:
-    """Refuse an output path that cannot be written, before any work."""
-    if out.is_dir():
-        raise UserError(f"--out {out}: is an existing folder; give a .wav file path")
-    if out.parent.exists() and not out.parent.is_dir():
-        raise UserError(f"--out {out}: {out.parent} is not a folder")
+def one_shot_vocoder(run: Path | None, melgan: Path | None) -> tuple[Path | None, str | None]:
+    """The vocoder for a reference voice: RUN's universal MelGAN when it has one, else ``melgan``
+    (the target-voice one) with a note saying so."""
+    if run is None:
+        return melgan, None
+    universal = RunLayout.of(run).universal_melgan_checkpoint
+    if universal.is_file():
+        return universal, None
+    return melgan, (f"note: no universal vocoder ({universal}; `make melgan-universal` trains one): the "
+                    f"target-voice MelGAN renders the unseen voice")
 
 
 @click.command("convert", context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,6 +49,9 @@ def check_output_file(out: Path) -> None:
               help="melgan: the trained vocoder; griffinlim: no vocoder checkpoint needed (debugging).")
 @click.option("--source", type=click.Path(path_type=Path), help="One 16 kHz mono wav to convert (needs --target).")
 @click.option("--target", help="Target voice for --source, e.g. V001.")
+@click.option("--reference", type=click.Path(path_type=Path),
+              help="With --source, instead of --target: a wav of any speaker whose voice to speak in "
+                   "(one-shot; vqmivc runs). Uses RUN/melgan_universal when it exists.")
 @click.option("--dataset", type=click.Path(path_type=Path),
               help="Dataset root: convert every line of ROOT/2019/LANGUAGE/synthesis.txt.")
 @click.option("--language", default="english", show_default=True, help="Dataset language for --dataset.")
@@ -55,29 +64,40 @@ def check_output_file(out: Path) -> None:
               help="With --dataset: conversion processes [default: one per CPU this process may use].")
 @click.option("--force", is_flag=True, help="With --dataset: reconvert files that are already up to date.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def convert_command(run, vqvae, melgan, vocoder, source, target, dataset, language, out, device, threads, jobs, force,
-                    quiet):
+def convert_command(run, vqvae, melgan, vocoder, source, target, reference, dataset, language, out, device, threads,
+                    jobs, force, quiet):
     """Re-speak one wav, or every synthesis.txt line of a dataset, in a target voice.
 
     \b
     zs2020 convert --run data/runs/demo --source in.wav --target V001 --out out.wav
+    zs2020 convert --run data/runs/demo --source in.wav --reference them.wav --out out.wav
     zs2020 convert --run data/runs/demo --dataset data/corpus --out converted/
     """
     if (source is None) == (dataset is None):
         raise UserError("give exactly one of --source (with --target) or --dataset")
-    if source is not None and not target:
-        raise UserError("--source needs --target VOICE")
+    if source is not None and bool(target) == (reference is not None):
+        raise UserError("--source needs exactly one of --target VOICE or --reference WAV")
+    if reference is not None and dataset is not None:
+        raise UserError("--reference works with --source (one wav), not with --dataset")
+    check_output_path(out, "file" if source is not None else "folder")
+    given_melgan = melgan
     vqvae, melgan = resolve_checkpoints(run, vqvae, melgan, vocoder)
+    note = None
+    if reference is not None and vocoder == "melgan" and given_melgan is None:
+        melgan, note = one_shot_vocoder(run, melgan)
     set_threads(threads)
     if source is not None:
-        check_output_file(out)
         converter = Converter(vqvae, melgan, vocoder=vocoder, device=device)
+        voice = None
+        if reference is not None:
+            voice = converter.reference_voice(read_wav(reference, converter.spec.sample_rate), str(reference))
         audio = read_wav(source, converter.spec.sample_rate)
-        write_wav(out, converter.convert(audio, target), converter.spec.sample_rate)
-        click.echo(f"wrote {out} ({target}, {len(audio) / converter.spec.sample_rate:.2f} s)")
+        write_wav(out, converter.convert(audio, target, voice), converter.spec.sample_rate)
+        if note:
+            click.echo(note, err=True)
+        click.echo(f"wrote {out} ({target or f'the voice of {reference}'}, "
+                   f"{len(audio) / converter.spec.sample_rate:.2f} s)")
     else:
-        if out.exists() and not out.is_dir():
-            raise UserError(f"--out {out}: exists and is not a folder")
         data = Dataset(dataset, language)
         converter = Converter(vqvae, melgan, vocoder=vocoder, device=device)
         paths = convert_synthesis(data, out, converter, progress=not quiet, skip_up_to_date=not force,

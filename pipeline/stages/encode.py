@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
-from pipeline.contract.dataset import Dataset
+from pipeline.contract.dataset import Dataset, wav_files
 from pipeline.contract.names import ALL_SPLITS, LANGUAGES
 from pipeline.contract.unitfile import write_units
 from pipeline.core.errors import UserError
+from pipeline.core.io import check_output_path
 from pipeline.core.stamp import StampBook, file_identity, fingerprint
 from pipeline.core.threads import pool_size
 from pipeline.systems.encoding import encode_wavs, write_units_npz
@@ -30,7 +31,7 @@ def _sources(wavs, folder, dataset_root, split, language) -> list[tuple[str, Pat
         folder = Path(folder)
         if not folder.is_dir():
             raise UserError(f"{folder}: no such folder")
-        items = [(p.stem, p) for p in sorted(folder.glob("*.wav"))]
+        items = [(p.stem, p) for p in wav_files(folder)]
         if not items:
             raise UserError(f"{folder}: no .wav files")
     else:
@@ -54,7 +55,7 @@ def write_encoding(out_dir: str, fmt: str, stem: str, units: Units) -> str:
 
 @click.command("encode", context_settings={"show_default": True})
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="VQ-VAE checkpoint (RUN/vqvae/checkpoint.pt).")
+              help="Unit-system checkpoint (RUN/vqvae/checkpoint.pt: a VQ-VAE-2 or a VQMIVC).")
 @click.option("--wav", "wavs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="A wav file to encode (repeatable).")
 @click.option("--folder", type=click.Path(file_okay=False, path_type=Path), help="Encode every .wav of this folder.")
@@ -73,7 +74,7 @@ def write_encoding(out_dir: str, fmt: str, stem: str, units: Units) -> str:
 @click.option("--force", is_flag=True, help="Re-encode files whose stamp says they are up to date.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def encode_command(checkpoint, wavs, folder, dataset_root, split, language, out_dir, fmt, jobs, device, force, quiet):
-    """Encode wavs to discrete units with a trained VQ-VAE-2.
+    """Encode wavs to discrete units with a trained VQ-VAE-2 (or VQMIVC: bottom level only).
 
     Every output has exactly ceil(frames/2) rows for the bottom level (20 ms) and
     ceil(frames/4) top ids (40 ms): no padding. Unseen speakers are fine. Short files are
@@ -83,9 +84,9 @@ def encode_command(checkpoint, wavs, folder, dataset_root, split, language, out_
     items = _sources(wavs, folder, dataset_root, split, language)
     if not checkpoint.is_file():
         raise UserError(f"{checkpoint}: no such checkpoint")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir}: exists and is not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # OUT itself is made by the first write, once the checkpoint has loaded: a refused
+    # checkpoint or input leaves nothing behind.
+    check_output_path(out_dir)
     stamps = StampBook(out_dir)
     model_id = file_identity(checkpoint)
     wanted = []

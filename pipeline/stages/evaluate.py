@@ -41,8 +41,8 @@ def summary_line(language: str, entry: dict, extras: dict) -> str:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Output folder for scores.json, report.md and plots [default: evaluation/ beside SUBMISSION].")
 @click.option("--run", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Run folder the submission came from: its stored config sets the evaluate: defaults "
-                   "[default: the folder holding SUBMISSION].")
+              help="Run folder the submission came from: its stored config sets the evaluate: defaults, and "
+                   "a vqmivc run gets the one-shot conversion measure [default: the folder holding SUBMISSION].")
 @config_option(None)
 @click.option("--jobs", type=click.IntRange(min=0), default=None,
               help="Parallel threads/processes [default: evaluate.jobs of the config; 0 = one per CPU].")
@@ -70,7 +70,7 @@ def evaluate_command(submission, dataset_root, out, run, preset, jobs, filelists
     config = run_config(run or Path(submission).parent, preset, overrides)
     out = out or Path(submission).parent / "evaluation"
     scores = evaluate_submission(submission, dataset_root, out, config, force=force,
-                                 log=lambda text: click.echo(text, err=True),
+                                 log=lambda text: click.echo(text, err=True), run=run or Path(submission).parent,
                                  distances=_distances(distances) if distances else None, item_kind=item_kind,
                                  jobs=jobs, lists_dir=filelists, speech=False if no_speech else None,
                                  baselines=False if no_baselines else None)

@@ -17,7 +17,7 @@ import click
 from pipeline.contract.names import LANGUAGES
 from pipeline.core.config import Config
 from pipeline.core.errors import UserError
-from pipeline.core.io import file_digest, output_lock
+from pipeline.core.io import check_output_path, file_digest, output_lock
 from pipeline.core.layout import RunLayout
 from pipeline.core.stamp import fingerprint, is_up_to_date, read_stamp, write_stamp
 from pipeline.core.threads import pool_size
@@ -25,7 +25,8 @@ from pipeline.stages.options import config_option, overrides_argument, run_confi
 from pipeline.systems.converter import Converter, convert_synthesis
 from pipeline.systems.encoding import encode_wavs
 from pipeline.systems.vocoders import VOCODERS
-from pipeline.systems.vqvae import Units, load_vqvae
+from pipeline.systems.unit_systems import load_unit_system
+from pipeline.systems.vqvae import Units
 from submission.writer import (LanguagePlan, draft_submission, plan_languages, top_metadata, track_metadata,
                                uses_parallel_data, write_unit_arrays, write_zip)
 
@@ -96,7 +97,7 @@ def make_submission(dataset_root: str | os.PathLike, run_dir: str | os.PathLike,
 def _build(out_dir: Path, plans: dict[str, LanguagePlan], layout: RunLayout, config: Config, vocoder: str,
            jobs: int | None, progress: bool) -> dict:
     section = config.submission
-    system = load_vqvae(layout.vqvae_checkpoint, "cpu")
+    system = load_unit_system(layout.vqvae_checkpoint, "cpu")
     converter = Converter(layout.vqvae_checkpoint, layout.melgan_checkpoint if vocoder == "melgan" else None,
                           vocoder=vocoder, device="cpu")
     parallel = uses_parallel_data(plans["english"].dataset.root, system.languages)
@@ -158,8 +159,7 @@ def submit_command(dataset, run_dir, out_dir, zip_path, no_zip, preset, filelist
         --filelists zerospeech2020/share/2019
     """
     config = run_config(run_dir, preset, overrides)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir}: exists and is not a folder")
+    check_output_path(out_dir)
     result = make_submission(dataset, run_dir, out_dir, config, zip_path=zip_path, make_zip=not no_zip,
                              filelists=filelists, vocoder=vocoder, force=force, jobs=jobs, progress=not quiet)
     summary = ", ".join(f"{lang}: {c.get('units', 0)} unit files, {c.get('wavs', 0)} wavs"

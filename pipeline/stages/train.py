@@ -11,6 +11,7 @@ from pipeline.stages.options import (config_option, dataset_option, features_dir
                                      overrides_argument, training_config)
 from pipeline.train import melgan as melgan_training
 from pipeline.train import vqvae as vqvae_training
+from pipeline.train import vqmivc as vqmivc_training
 
 _FORCE = click.option("--force", is_flag=True,
                       help="Train from scratch even if a finished or resumable checkpoint exists.")
@@ -25,14 +26,17 @@ _QUIET = click.option("--quiet", is_flag=True, help="No progress bar.")
 @_QUIET
 @overrides_argument
 def train_vqvae_command(features_dir, out_dir, preset, force, quiet, overrides):
-    """Train the speaker-conditioned VQ-VAE-2 (20 ms bottom codes, 40 ms top codes).
+    """Train the unit system: the speaker-conditioned VQ-VAE-2 (20 ms bottom codes, 40 ms top
+    codes), or VQMIVC (20 ms content codes, speaker encoder, pitch) with system=vqmivc.
 
     OVERRIDES are key=value config overrides, e.g. vqvae.train.steps=500 runtime.threads=1.
-    An interrupted run resumes from its checkpoint when the config and data are unchanged;
-    a finished one is skipped. Launch with torchrun for multi-GPU data parallelism.
+    Both systems train on the vqvae.train schedule. An interrupted run resumes from its
+    checkpoint when the config and data are unchanged; a finished one is skipped. Launch with
+    torchrun for multi-GPU data parallelism (VQ-VAE-2 only).
     """
     config = training_config(preset, overrides)
-    path = vqvae_training.train(features_dir, out_dir, config, force=force, progress=not quiet, log=click.echo)
+    trainer = vqmivc_training if config.system == "vqmivc" else vqvae_training
+    path = trainer.train(features_dir, out_dir, config, force=force, progress=not quiet, log=click.echo)
     if distributed()[0] == 0:
         ckpt = load_checkpoint(path)
         last = next((r for r in reversed(ckpt["history"]) if "val_recon" in r),
@@ -47,13 +51,17 @@ def train_vqvae_command(features_dir, out_dir, preset, force, quiet, overrides):
 @out_dir_option("Output folder: checkpoint.pt, history.jsonl, curves.png and samples/.")
 @config_option("demo")
 @click.option("--vqvae", "vqvae_checkpoint", default=None, type=click.Path(path_type=Path),
-              help="VQ-VAE-2 checkpoint whose reconstructions are the vocoder's input mels when "
-                   "melgan.train.input_mels=vqvae (the demo and full presets).")
+              help="Unit-system checkpoint (VQ-VAE-2 or VQMIVC) whose reconstructions are the vocoder's "
+                   "input mels when melgan.train.input_mels=vqvae (the demo and full presets).")
 @_FORCE
 @_QUIET
 @overrides_argument
 def train_melgan_command(features_dir, dataset_root, out_dir, preset, vqvae_checkpoint, force, quiet, overrides):
     """Train the MelGAN vocoder (log-mel -> 16 kHz wav) on the target voices.
+
+    With melgan.train.speakers=all it trains on every training speaker instead: a universal
+    vocoder for one-shot conversion into unseen voices (write it to RUN/melgan_universal, where
+    `zs2020 convert --reference` looks for it).
 
     OVERRIDES are KEY=VALUE config edits, e.g. melgan.train.steps=2000 runtime.threads=1.
     Re-running resumes an interrupted run, or does nothing when it is finished.

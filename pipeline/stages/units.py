@@ -76,8 +76,14 @@ def _json_default(value):
 
 
 # ------------------------------------------------------------------------------- options
-def _levels(level: str) -> tuple[str, ...]:
-    return LEVELS if level == "both" else (level,)
+def _levels(level: str, units: UnitSet) -> tuple[str, ...]:
+    """The --level choice among the levels the units have (a VQMIVC has bottom only)."""
+    present = tuple(lv for lv in LEVELS if lv in units.codebook_sizes)
+    if level == "both":
+        return present
+    if level not in present:
+        raise UserError(f"--level {level}: these units have only the {' and '.join(present)} level")
+    return (level,)
 
 
 def _splits(text: str) -> list[str]:
@@ -189,7 +195,7 @@ def stats_command(**kwargs):
     """
     opts = _opts(kwargs)
     units = load_unit_set(opts, "test")
-    levels = _levels(opts["level"])
+    levels = _levels(opts["level"], units)
     report = stats_report(units, levels)
     report["usage_png"] = str(plots.draw_usage(units, levels, _out_dir(opts) / "usage.png"))
     emit(report, opts["json"], lambda r: (
@@ -216,7 +222,7 @@ def phones_command(**kwargs):
     opts = _opts(kwargs)
     units = load_unit_set(opts, "test")
     out = _out_dir(opts)
-    report = phones_report(units, _levels(opts["level"]),
+    report = phones_report(units, _levels(opts["level"], units),
                            lambda table, level, scores: plots.draw_phone_heatmap(table, level, scores,
                                                                                  out / f"phones_{level}.png"))
     emit(report, opts["json"], lambda r: f"{r['source']}\n" + level_table(r, PHONE_ROWS))
@@ -242,7 +248,7 @@ def leakage_command(min_seconds, test_fraction, seed, **kwargs):
     """
     opts = _opts(kwargs)
     units = load_unit_set(opts, LEAKAGE_SPLITS)
-    report = leakage_report(units, _levels(opts["level"]), min_seconds, test_fraction, seed)
+    report = leakage_report(units, _levels(opts["level"], units), min_seconds, test_fraction, seed)
     rows = [("speakers", "speakers"), ("train", "train utterances"), ("test", "held-out utterances"),
             ("accuracy_logreg", "accuracy, logistic regression"), ("accuracy_centroid", "accuracy, nearest centroid"),
             ("chance", "chance (majority speaker)"), ("uniform_chance", "1 / speakers")]
@@ -263,7 +269,7 @@ def plot_command(**kwargs):
     out = _out_dir(opts)
     alignments = units.alignments()     # all None without a dataset or alignments: plain colours
     report = {"source": units.source, "levels": {}}
-    for level in _levels(opts["level"]):
+    for level in _levels(opts["level"], units):
         vectors, known = books[level]
         counts = ua.pooled_histogram(units.ids(level), units.codebook_sizes[level])[:len(vectors)]
         labels: list = [None] * len(vectors)
@@ -286,12 +292,13 @@ def plot_command(**kwargs):
 
 # ------------------------------------------------------------------------------- show
 def show_text(r: dict) -> str:
+    two = bool(r["top"])     # a single-level system (VQMIVC) has no top units
     head = (f"{r['key']}  speaker {r['speaker']}  {r['seconds']:.2f} s  {len(r['bottom'])} bottom units "
-            f"({r['bottom_frame_ms']:.0f} ms), {len(r['top'])} top units ({r['top_frame_ms']:.0f} ms)"
+            f"({r['bottom_frame_ms']:.0f} ms)" + (f", {len(r['top'])} top units ({r['top_frame_ms']:.0f} ms)" if two else "")
             + ("" if r["aligned"] else "  [no alignment: one row per bottom-unit run]"))
-    rows = [[f"{s['onset']:.3f}", f"{s['offset']:.3f}", s["phone"] or "", runs_text(s["bottom"]), runs_text(s["top"])]
-            for s in r["segments"]]
-    return head + "\n" + table_text(rows, ["onset", "offset", "phone", "bottom units", "top units"])
+    rows = [[f"{s['onset']:.3f}", f"{s['offset']:.3f}", s["phone"] or "", runs_text(s["bottom"])]
+            + ([runs_text(s["top"])] if two else []) for s in r["segments"]]
+    return head + "\n" + table_text(rows, ["onset", "offset", "phone", "bottom units"] + (["top units"] if two else []))
 
 
 def _find_npz(folder: Path, key: str) -> Path:
@@ -414,7 +421,12 @@ def listen_command(units, run, speaker, out, hold_ms, top_ids, vocoder, dataset,
     if Path(out).is_dir():
         raise UserError(f"--out {out}: is an existing folder; give a .wav file path")
     bottom, top_arr = listen_units(bottom_ids, hold_ms, top, sizes, cooc, unit_ms)
-    audio = converter.synthesize(top_arr, bottom, speaker, converter.vqvae.unit_frames["bottom"] * len(bottom))
+    frames = converter.vqvae.unit_frames["bottom"] * len(bottom)
+    if "top" in sizes:
+        audio = converter.synthesize(top_arr, bottom, speaker, frames)
+    else:   # a single-level system (VQMIVC): the content units alone, flat pitch
+        audio = converter.render_units(converter.vqvae.units_from_ids(bottom, frames), speaker)
     write_wav(out, np.asarray(audio, dtype=np.float32), converter.spec.sample_rate)
     click.echo(f"wrote {out}: {len(bottom)} bottom units ({len(bottom) * unit_ms / 1000:.2f} s) in voice "
-               f"{speaker} via {vocoder}; bottom {runs_text(bottom)}; top {runs_text(top_arr)}")
+               f"{speaker} via {vocoder}; bottom {runs_text(bottom)}"
+               + (f"; top {runs_text(top_arr)}" if len(top_arr) else ""))

@@ -1,6 +1,7 @@
 """Voice conversion: source wav -> log-mel -> units -> the unit system's decoder given the target
 speaker -> target-voice mel -> vocoder -> 16 kHz wav, cropped to the source length and
-loudness-normalised."""
+loudness-normalised. The target is a voice the unit system was trained on (by name), or, with a
+VQMIVC unit system, the voice of any reference utterance (one-shot conversion)."""
 from __future__ import annotations
 
 import os
@@ -18,13 +19,13 @@ from pipeline.core.runtime import pick_device, set_threads
 from pipeline.core.stamp import StampBook, file_identity, fingerprint
 from pipeline.features import check_spec
 from pipeline.systems.vocoders import VOCODERS, GriffinLimVocoder, MelGANVocoder
-from pipeline.systems.vqvae import load_vqvae
+from pipeline.systems.unit_systems import load_unit_system, supports_reference
 
 LOUDNESS_DBFS = -23.0
 
 
 class Converter:
-    """Re-speak audio in a target voice with a trained VQ-VAE-2 and a vocoder."""
+    """Re-speak audio in a target voice with a trained unit system (VQ-VAE-2 or VQMIVC) and a vocoder."""
 
     def __init__(self, vqvae_checkpoint: str | os.PathLike, melgan_checkpoint: str | os.PathLike | None = None,
                  vocoder: str = "melgan", device: str = "cpu", loudness_dbfs: float = LOUDNESS_DBFS):
@@ -34,7 +35,7 @@ class Converter:
         # what a worker process needs to build the same converter
         self.recipe = (str(vqvae_checkpoint), None if melgan_checkpoint is None else str(melgan_checkpoint), vocoder,
                        str(self.device), loudness_dbfs)
-        self.vqvae = load_vqvae(vqvae_checkpoint, self.device)
+        self.vqvae = load_unit_system(vqvae_checkpoint, self.device)   # the unit system, whichever kind
         self.spec: FeatureSpec = self.vqvae.spec
         self.loudness_dbfs = loudness_dbfs
         self.checkpoints = [Path(vqvae_checkpoint)]
@@ -55,7 +56,7 @@ class Converter:
 
     def check_voice(self, target: str) -> None:
         if target not in self.vqvae.speakers or not self.vocoder.knows(target):
-            which = "VQ-VAE" if target not in self.vqvae.speakers else "MelGAN vocoder"
+            which = ("VQMIVC" if self.one_shot else "VQ-VAE") if target not in self.vqvae.speakers else "MelGAN vocoder"
             # Name the vocoder's own voices first: they are the intended targets.
             trained = getattr(self.vocoder, "voices", {})
             known = [v for v in self.voices if v in trained] or self.voices
@@ -63,23 +64,52 @@ class Converter:
             raise UserError(f"unknown target voice {target!r}: the {which} was not trained on it "
                             f"(known target voices: {', '.join(known[:8])}{more})")
 
-    def convert(self, audio: np.ndarray, target: str) -> np.ndarray:
-        """16 kHz float audio -> the same content in the target voice, same number of samples."""
-        self.check_voice(target)
+    @property
+    def one_shot(self) -> bool:
+        """Whether this converter can speak in the voice of a reference utterance."""
+        return supports_reference(self.vqvae)
+
+    def reference_voice(self, audio: np.ndarray, name: str = "reference") -> np.ndarray:
+        """The speaker embedding of a reference utterance (one clear error when impossible)."""
+        if not self.one_shot:
+            raise UserError(f"a reference voice needs the vqmivc unit system (it has a speaker encoder); this "
+                            f"run's unit system is {type(self.vqvae).__name__} (train one with system=vqmivc)")
+        if getattr(self.vocoder, "conditioned", False):
+            raise UserError(f"the vocoder {self.vocoder.path} is speaker-conditioned: it cannot render an unseen "
+                            f"voice (train a universal one: melgan.train.speakers=all speaker_conditioned=false)")
+        return self.vqvae.reference_embedding(audio, name)
+
+    def convert(self, audio: np.ndarray, target: str | None = None, reference: np.ndarray | None = None) -> np.ndarray:
+        """16 kHz float audio -> the same content in the target voice (a name) or in the voice of
+        ``reference`` (an embedding from ``reference_voice``), same number of samples."""
+        if (target is None) == (reference is None):
+            raise UserError("give exactly one of a target voice or a reference voice")
+        if target is not None:
+            self.check_voice(target)
         audio = np.asarray(audio, dtype=np.float32)
         if audio.size == 0:
             raise UserError("cannot convert empty audio")
         units = self.vqvae.encode_audio(audio)
-        return self.synthesize(units.top_ids, units.bottom_ids, target, units.num_frames, num_samples=len(audio))
+        mel = torch.as_tensor(self.vqvae.decode_units(units, target if target is not None else reference))
+        return self._render(mel, target, len(audio))
+
+    def _render(self, mel: torch.Tensor, target: str | None, num_samples: int) -> np.ndarray:
+        """Target-voice mel -> loudness-normalised audio of ``num_samples`` samples."""
+        wav = self.vocoder(mel, target)
+        return loudness_normalize(wav[:num_samples], self.loudness_dbfs)
+
+    def render_units(self, units, target: str) -> np.ndarray:
+        """Any unit system's units -> audio in a known target voice (frames x hop samples)."""
+        self.check_voice(target)
+        mel = torch.as_tensor(self.vqvae.decode_units(units, target))
+        return self._render(mel, target, units.num_frames * self.spec.hop_length)
 
     def synthesize(self, top_ids, bottom_ids, target: str, num_frames: int, num_samples: int | None = None) -> np.ndarray:
         """Units -> audio in the target voice (``num_frames`` mel frames, i.e. frames * hop samples,
         or ``num_samples`` when given)."""
         self.check_voice(target)
         mel = torch.as_tensor(self.vqvae.decode(top_ids, bottom_ids, target, num_frames))
-        wav = self.vocoder(mel, target)
-        wav = wav[:num_samples if num_samples is not None else num_frames * self.spec.hop_length]
-        return loudness_normalize(wav, self.loudness_dbfs)
+        return self._render(mel, target, num_samples if num_samples is not None else num_frames * self.spec.hop_length)
 
     @property
     def identity(self) -> str:

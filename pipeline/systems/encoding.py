@@ -20,7 +20,8 @@ from pipeline.core.io import atomic_path
 from pipeline.core.pool import run_batches
 from pipeline.core.runtime import set_threads
 from pipeline.features import logmel
-from pipeline.systems.vqvae import Units, load_vqvae
+from pipeline.systems.unit_systems import load_unit_system
+from pipeline.systems.vqvae import Units
 
 BATCH_FILES = 64
 _WORKER: dict = {}
@@ -29,7 +30,7 @@ _WORKER: dict = {}
 def _load(checkpoint: str, device: str) -> None:
     """Per process: the system, loaded once; inference threads by the thread policy."""
     set_threads()
-    _WORKER["system"] = load_vqvae(checkpoint, device)
+    _WORKER["system"] = load_unit_system(checkpoint, device)
 
 
 def _encode_batch(batch: list[tuple[Any, str, Callable]]) -> list[Any]:
@@ -62,13 +63,14 @@ def write_units_npz(path: str | os.PathLike, units: Units) -> None:
 
 
 def read_units_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The arrays of an npz written by ``write_units_npz`` (bottom_ids and top_ids at least)."""
+    """The arrays of an npz written by ``write_units_npz`` (bottom_ids at least; top_ids from a
+    two-level system)."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
     except (OSError, ValueError, KeyError, EOFError) as exc:
         raise UserError(f"{path}: not an encoded-units npz ({' '.join(str(exc).split())[:100]})") from None
-    if "bottom_ids" not in arrays or "top_ids" not in arrays:
-        raise UserError(f"{path}: not an encoded-units npz with bottom_ids/top_ids")
+    if "bottom_ids" not in arrays:
+        raise UserError(f"{path}: not an encoded-units npz with bottom_ids")
     return arrays

@@ -153,6 +153,11 @@ class VQVAE:
     def decode_units(self, units: Units, speaker: str) -> np.ndarray:
         return self.decode(units.top_ids, units.bottom_ids, speaker, units.num_frames)
 
+    def reconstruct(self, mel: np.ndarray, audio: np.ndarray, speaker: str) -> np.ndarray:
+        """An utterance's log-mel as the decoder renders it in ``speaker``'s voice (the vocoder's
+        training input; ``audio`` is unused here, the VQMIVC takes its pitch from it)."""
+        return self.decode_units(self.encode_mel(mel), speaker)
+
     # ------------------------------------------------------------------ self-description
     AUX_DESCRIPTIONS = [
         "Top-level VQ-VAE-2 code vectors (one every 40 ms), each repeated twice so that the file has "

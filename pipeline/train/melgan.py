@@ -1,8 +1,9 @@
 """Train the MelGAN vocoder on the target voices (``zs2020 train-melgan``).
 
 Data: every target-voice utterance (``train/voice`` and, when present,
-``train/parallel/voice``) of the languages in ``--features``: its stored log-mel from
-``<language>.h5`` and its waveform read from the dataset given explicitly (``--dataset``;
+``train/parallel/voice``; with ``melgan.train.speakers: all``, every training utterance of every
+speaker: a universal vocoder for unseen voices) of the languages in ``--features``: its stored
+log-mel from ``<language>.h5`` and its waveform read from the dataset given explicitly (``--dataset``;
 peak-normalised by ``prepare_audio`` exactly as the features were). The wavs must be those the
 features were computed from: their sample counts are checked against the stored ones. A batch is random aligned
 crops: mel frames [k, k + F) with samples [k * hop, (k + F) * hop).
@@ -33,7 +34,7 @@ from models.gan_losses import (MelL1Loss, MultiResolutionSTFTLoss, discriminator
 from models.logmel import FeatureSpec
 from models.melgan import Generator, MultiScaleDiscriminator, count_parameters
 from pipeline.contract.dataset import Dataset, speaker_key
-from pipeline.contract.names import VOICE_SPLITS
+from pipeline.contract.names import TRAIN_SPLITS, VOICE_SPLITS
 from pipeline.core.audio import write_wav
 from pipeline.core.config import Config, MelGAN
 from pipeline.core.errors import UserError
@@ -43,7 +44,7 @@ from pipeline.core.stamp import fingerprint
 from pipeline.core.training import TrainLoop
 from pipeline.features import open_feature_dir, prepare_audio
 from pipeline.systems.vocoders import KIND
-from pipeline.systems.vqvae import load_vqvae
+from pipeline.systems.unit_systems import load_unit_system
 
 # Keys that may change without invalidating a run (more steps extends it; logging is cosmetic).
 _RESUMABLE_KEYS = ("steps", "checkpoint_every", "log_every", "validate_every", "num_samples", "sample_frames")
@@ -63,17 +64,17 @@ class VoiceUtterance:
 
 # ---------------------------------------------------------------------------------------- data
 def load_voice_data(features_dir: str | Path, dataset_root: str | Path, languages: list[str] | None = None,
-                    vqvae=None) -> tuple[FeatureSpec, list[VoiceUtterance], list[str]]:
-    """The input mels and prepared waveforms of every target-voice utterance, plus the
-    feature files' fingerprints (the data identity of a run). Waveforms come from
-    ``dataset_root``. With ``vqvae`` (a loaded ``pipeline.systems.vqvae.VQVAE``) the input mel
-    is the model's reconstruction in the same voice."""
+                    vqvae=None, splits=VOICE_SPLITS) -> tuple[FeatureSpec, list[VoiceUtterance], list[str]]:
+    """The input mels and prepared waveforms of every utterance of ``splits`` (the target
+    voices' by default), plus the feature files' fingerprints (the data identity of a run).
+    Waveforms come from ``dataset_root``. With ``vqvae`` (a loaded unit system,
+    ``pipeline.systems.unit_systems``) the input mel is the model's reconstruction in the same voice."""
     stores = open_feature_dir(features_dir, languages=languages)
     spec, items = stores[0].spec, []
     try:
         for store in stores:
             dataset = Dataset(dataset_root, store.language)
-            for split in VOICE_SPLITS:
+            for split in splits:
                 for utt in dataset.utterances(split, required=split == "train/voice"):
                     if utt.key not in store:
                         raise UserError(f"{store.path}: has no features for {utt.key} of --dataset {dataset_root}: "
@@ -87,7 +88,7 @@ def load_voice_data(features_dir: str | Path, dataset_root: str | Path, language
                     audio = np.pad(audio, (0, frames * spec.hop_length - len(audio)))
                     speaker = speaker_key(store.language, utt.speaker)
                     if vqvae is not None:
-                        mel = vqvae.decode_units(vqvae.encode_mel(mel), speaker).astype(np.float32)
+                        mel = vqvae.reconstruct(mel, audio, speaker).astype(np.float32)
                     items.append(VoiceUtterance(f"{store.language}/{utt.key}", speaker, mel, audio))
         return spec, items, [store.fingerprint for store in stores]
     finally:
@@ -274,9 +275,10 @@ def _train(features_dir, dataset_root, out_dir: Path, config: Config, force: boo
     if train_cfg.input_mels == "vqvae":
         if vqvae_checkpoint is None:
             raise UserError("melgan.train.input_mels=vqvae needs the VQ-VAE checkpoint (--vqvae PATH)")
-        vqvae = load_vqvae(vqvae_checkpoint, device="cpu")
+        vqvae = load_unit_system(vqvae_checkpoint, device="cpu")
         vqvae_id = file_digest(vqvae_checkpoint)
-    spec, items, data_ids = load_voice_data(features_dir, dataset_root, cfg.languages or None, vqvae)
+    splits = VOICE_SPLITS if train_cfg.speakers == "targets" else TRAIN_SPLITS
+    spec, items, data_ids = load_voice_data(features_dir, dataset_root, cfg.languages or None, vqvae, splits)
     if vqvae_id:
         data_ids = data_ids + [vqvae_id]
     speakers = {spk: i for i, spk in enumerate(sorted({u.speaker for u in items}))}

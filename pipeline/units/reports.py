@@ -200,6 +200,10 @@ def listen_units(bottom: list[int], hold_ms: float | None, top: list[int] | None
     b = np.asarray(bottom, dtype=np.int64)
     if b.max() >= sizes["bottom"]:
         raise UserError(f"bottom code {int(b.max())} is out of range: the codebook has {sizes['bottom']} codes")
+    if "top" not in sizes:      # a single-level system decodes its bottom units alone
+        if top:
+            raise UserError("--top: this unit system has one level, no top codes")
+        return b, np.zeros(0, dtype=np.int64)
     n_top = -(-len(b) // 2)
     if top:
         t = np.asarray(top * n_top if len(top) == 1 else top, dtype=np.int64)

@@ -25,9 +25,10 @@ from pipeline.core.runtime import pick_device
 from pipeline.core.stamp import file_identity, files_identity, fingerprint, is_up_to_date, write_stamp
 from pipeline.core.threads import pool_size
 from pipeline.systems.encoding import encode_wavs, read_units_npz
-from pipeline.systems.vqvae import Units, load_vqvae
+from pipeline.systems.unit_systems import load_unit_system
+from pipeline.systems.vqvae import Units
 
-LEVELS = ("bottom", "top")
+LEVELS = ("bottom", "top")   # a single-level system (VQMIVC) has bottom only: its top arrays are empty
 CACHE_VERSION = 2
 
 
@@ -90,8 +91,8 @@ class UnitSet:
 def load_system(checkpoint: Path, device: str):
     """The run's unit system (for its codebooks, decoder and speakers)."""
     if not checkpoint.is_file():
-        raise UserError(f"{checkpoint}: no VQ-VAE checkpoint (train it with `zs2020 train-vqvae`)")
-    return load_vqvae(checkpoint, str(pick_device(device)))
+        raise UserError(f"{checkpoint}: no unit-system checkpoint (train it with `zs2020 train-vqvae`)")
+    return load_unit_system(checkpoint, str(pick_device(device)))
 
 
 def codebook_sizes(system) -> dict[str, int]:
@@ -171,7 +172,7 @@ def read_npz_units(path: Path, hop_seconds: float, key: str | None = None) -> En
     """One file written by ``zs2020 encode --format npz``."""
     arrays = read_units_npz(path)
     bottom = np.asarray(arrays["bottom_ids"], dtype=np.int64).ravel()
-    top = np.asarray(arrays["top_ids"], dtype=np.int64).ravel()
+    top = np.asarray(arrays.get("top_ids", []), dtype=np.int64).ravel()
     num_frames = int(arrays["num_frames"]) if "num_frames" in arrays else 2 * len(bottom)
     key = key or path.stem
     # The npz holds no duration: D is taken as the mel frames x the hop (at most one hop over per file).
@@ -191,6 +192,7 @@ def read_encoded_folder(folder: Path, hop_seconds: float, dataset: Dataset | Non
                for p in tqdm(files, desc="reading units", unit="file", disable=not progress, leave=False)]
     sizes = {level: int(max((int(getattr(u, level).max(initial=-1)) for u in encoded), default=-1) + 1)
              for level in LEVELS}
+    sizes = {level: size for level, size in sizes.items() if size > 0 or level == "bottom"}   # single-level files
     return UnitSet(encoded, sizes, hop_seconds, dataset, encoded_dir=folder, source=str(folder))
 
 
@@ -205,19 +207,23 @@ def codebook_vectors(units: UnitSet, device: str) -> dict[str, tuple[np.ndarray,
 
 def _vectors_from_npz(units: UnitSet) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     folder = units.encoded_dir
-    found: dict[str, dict[int, np.ndarray]] = {lv: {} for lv in LEVELS}
+    levels = [lv for lv in LEVELS if lv in units.codebook_sizes]
+    found: dict[str, dict[int, np.ndarray]] = {lv: {} for lv in levels}
     for utt in units.utterances:
         path = folder / f"{utt.key}.npz"
         data = read_units_npz(path)
-        if "bottom_vectors" not in data or "top_vectors" not in data:
-            raise UserError(f"{path}: no bottom_vectors/top_vectors; plot needs them (or use --run)")
-        for level, ids, vectors in (("bottom", utt.bottom, data["bottom_vectors"]),
-                                    ("top", np.repeat(utt.top, units.stride("top") // units.stride("bottom"))
-                                     [:len(data["top_vectors"])], data["top_vectors"])):
+        missing = [f"{lv}_vectors" for lv in levels if f"{lv}_vectors" not in data]
+        if missing:
+            raise UserError(f"{path}: no {'/'.join(missing)}; plot needs them (or use --run)")
+        pairs = [("bottom", utt.bottom, data["bottom_vectors"])]
+        if "top" in found:
+            pairs.append(("top", np.repeat(utt.top, units.stride("top") // units.stride("bottom"))
+                          [:len(data["top_vectors"])], data["top_vectors"]))
+        for level, ids, vectors in pairs:
             for i, code in enumerate(ids):
                 found[level].setdefault(int(code), np.asarray(vectors[i], dtype=np.float32))
     out = {}
-    for level in LEVELS:
+    for level in levels:
         size = units.codebook_sizes[level]
         dim = len(next(iter(found[level].values())))
         vectors = np.zeros((size, dim), dtype=np.float32)
