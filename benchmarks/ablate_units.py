@@ -45,17 +45,18 @@ ZS = str(Path(sys.executable).with_name("zs2020"))
 CPC = ["vqvae.model.cpc_steps=6", "vqvae.loss.cpc=1.0"]
 ADVERSARY = ["vqvae.model.adversary_hidden=128", "vqvae.loss.adversary=0.5"]
 # name -> overrides on top of the preset
+LOCAL = ["vqvae.model.bottom_sees_top=false"]
 VARIANTS: dict[str, list[str]] = {
     "baseline": [],
     "adversary": ADVERSARY,
     "cpc": CPC,
-    "cpc_512": CPC + ["vqvae.model.bottom_codes=512"],
-    "cpc_adversary": CPC + ADVERSARY,
-    "cpc_jitter": CPC + ["vqvae.model.jitter=0.5"],
-    "cpc_utterance_norm": CPC + ["vqvae.model.input_norm=utterance"],
-    "cpc_only": CPC + ["vqvae.loss.recon=0.0"],
-    "cpc_strong": ["vqvae.model.cpc_steps=6", "vqvae.loss.cpc=4.0"],
-    "cpc_local": CPC + ["vqvae.model.bottom_sees_top=false"],
+    "cpc_local": CPC + LOCAL,
+    "cpc_local_512": CPC + LOCAL + ["vqvae.model.bottom_codes=512"],
+    "cpc_local_adversary": CPC + LOCAL + ADVERSARY,
+    "cpc_local_jitter": CPC + LOCAL + ["vqvae.model.jitter=0.5"],
+    "cpc_local_utterance_norm": CPC + LOCAL + ["vqvae.model.input_norm=utterance"],
+    "cpc_local_weight2": ["vqvae.model.cpc_steps=6", "vqvae.loss.cpc=2.0"] + LOCAL,
+    "cpc_local_only": CPC + LOCAL + ["vqvae.loss.recon=0.0"],
 }
 
 
