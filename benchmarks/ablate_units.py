@@ -36,7 +36,7 @@ from pipeline.evaluation import abx as abxlib  # noqa: E402
 from pipeline.evaluation.baselines import compute_baselines  # noqa: E402
 from pipeline.evaluation.bitrate import bitrate  # noqa: E402
 from pipeline.evaluation.evaluate import LanguageTask  # noqa: E402
-from pipeline.features import feature_spec  # noqa: E402
+from pipeline.features import FeatureStore, feature_spec  # noqa: E402
 from pipeline.systems.encoding import encode_wavs  # noqa: E402
 from pipeline.units.reports import leakage_report  # noqa: E402
 from pipeline.units.source import encode_splits  # noqa: E402
@@ -106,18 +106,24 @@ def train(features: Path, run: Path, preset: str, overrides: list[str], seed: in
     return json.loads(timing.read_text())["minutes"]
 
 
+def features_identity(features: Path) -> list[str]:
+    """The data a result was measured on (the features files' own fingerprints)."""
+    return [FeatureStore(path).fingerprint for path in sorted(features.glob("*.h5"))]
+
+
 def run_variant(args, name: str, seed: int, task: LanguageTask) -> dict:
     overrides = VARIANTS[name] + args.extra
     identity = fingerprint(args.preset, overrides, seed)
     folder = args.out / name / f"seed{seed}"
     cached = folder / "result.json"
+    data = features_identity(args.features)
     if cached.is_file():
         result = json.loads(cached.read_text())
-        if result.get("identity") == identity:
+        if result.get("identity") == identity and result.get("features", data) == data:
             return result
     minutes = train(args.features, folder, args.preset, overrides, seed)
     history = [json.loads(line) for line in (folder / "vqvae" / "history.jsonl").read_text().splitlines()]
-    result = {"variant": name, "seed": seed, "identity": identity, "overrides": overrides,
+    result = {"variant": name, "seed": seed, "identity": identity, "features": data, "overrides": overrides,
               "steps": history[-1]["step"], "minutes": minutes, **evaluate_variant(folder, args.dataset, task)}
     cached.write_text(json.dumps(result, indent=1))
     return result

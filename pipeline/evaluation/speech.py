@@ -144,6 +144,7 @@ class LineJob:
     source_emb: np.ndarray | None
     measures: tuple[str, ...]
     spec: FeatureSpec
+    also: tuple[str, ...] = ("reference", "source")   # the other renderings measured beside the converted one
 
 
 def _measure_line(job: LineJob) -> dict:
@@ -152,21 +153,23 @@ def _measure_line(job: LineJob) -> dict:
     if job.reference:
         audio["reference"] = read_wav(job.reference, rate)
     row: dict = {"name": job.name}
+    measured = {kind: wav for kind, wav in audio.items() if kind == "converted" or kind in job.also}
     if "similarity" in job.measures and job.target_emb is not None:
-        for kind, wav in audio.items():
+        for kind, wav in measured.items():
             emb = speaker_embedding(wav)
             row[f"sim_target_{kind}"] = cosine(emb, job.target_emb)
             row[f"sim_source_{kind}"] = cosine(emb, job.source_emb)
     if "asr" in job.measures and job.text:
-        for kind, wav in audio.items():
+        for kind, wav in measured.items():
             hyp = transcribe(wav)
             row[f"asr_{kind}"] = hyp
             row[f"cer_{kind}"], row[f"wer_{kind}"] = cer_wer(job.text, hyp)
     if "mcd" in job.measures and "reference" in audio:
         row["mcd_converted"] = mel_cepstral_distortion(audio["converted"], audio["reference"], job.spec)
-        row["mcd_source"] = mel_cepstral_distortion(audio["source"], audio["reference"], job.spec)
+        if "source" in job.also:
+            row["mcd_source"] = mel_cepstral_distortion(audio["source"], audio["reference"], job.spec)
     if "dnsmos" in job.measures:
-        for kind, wav in audio.items():
+        for kind, wav in measured.items():
             row[f"dnsmos_{kind}"] = dnsmos(wav)
     return row
 
@@ -178,9 +181,10 @@ def _speaker_audios(utts: list[Utterance], limit: int, sample_rate: int, min_sec
 
 def speech_measures(dataset: Dataset, converted: dict[str, bytes], spec: FeatureSpec, jobs: int = 1,
                     max_lines: int | None = None, voice_utts: int = 10, measures: tuple[str, ...] = MEASURES,
-                    progress: bool = True) -> dict:
-    """Score the converted wavs of one language (``converted``: output wav name -> its bytes).
-    Returns {"skipped": reason} when impossible."""
+                    progress: bool = True, also: tuple[str, ...] = ("reference", "source")) -> dict:
+    """Score the converted wavs of one language (``converted``: output wav name -> its bytes),
+    beside the target voice's own rendering and the source (``also``; () measures only the
+    converted wavs). Returns {"skipped": reason} when impossible."""
     try:
         lines = dataset.synthesis()
     except Exception as exc:  # real datasets without synthesis.txt, unreadable sources...
@@ -204,18 +208,18 @@ def speech_measures(dataset: Dataset, converted: dict[str, bytes], spec: Feature
         for speaker in sorted({ln.source.speaker for ln in present}):
             source_emb[speaker] = mean_embedding(_speaker_audios([u for u in tests if u.speaker == speaker],
                                                                  voice_utts, spec.sample_rate))
-    jobs_list = [_line_job(dataset, converted[ln.output_name], ln, target_emb, source_emb, measures, spec)
+    jobs_list = [_line_job(dataset, converted[ln.output_name], ln, target_emb, source_emb, measures, spec, also)
                  for ln in present]
     rows = measure_lines(jobs_list, jobs, progress)
     return {"lines": len(rows), "synthesis_lines": len(lines), "summary": summarize(rows), "per_line": rows}
 
 
 def _line_job(dataset: Dataset, converted: bytes, line: SynthesisLine, target_emb: dict, source_emb: dict,
-              measures: tuple[str, ...], spec: FeatureSpec) -> LineJob:
+              measures: tuple[str, ...], spec: FeatureSpec, also: tuple[str, ...]) -> LineJob:
     ref = dataset.reference(line)
     return LineJob(line.output_name, converted, str(ref.path) if ref else None,
                    str(line.source.path), dataset.transcript(line.source),
-                   target_emb.get(line.voice), source_emb.get(line.source.speaker), tuple(measures), spec)
+                   target_emb.get(line.voice), source_emb.get(line.source.speaker), tuple(measures), spec, tuple(also))
 
 
 def measure_lines(jobs_list: list[LineJob], jobs: int, progress: bool) -> list[dict]:
