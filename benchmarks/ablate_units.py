@@ -57,6 +57,8 @@ VARIANTS: dict[str, list[str]] = {
     "cpc_local_utterance_norm": CPC + LOCAL + ["vqvae.model.input_norm=utterance"],
     "cpc_local_weight2": ["vqvae.model.cpc_steps=6", "vqvae.loss.cpc=2.0"] + LOCAL,
     "cpc_local_only": CPC + LOCAL + ["vqvae.loss.recon=0.0"],
+    "cpc_frames": CPC + LOCAL + ["vqvae.model.bottom_encoder=frames"],
+    "cpc_frames_512": CPC + LOCAL + ["vqvae.model.bottom_encoder=frames", "vqvae.model.bottom_codes=512"],
 }
 
 

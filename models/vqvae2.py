@@ -50,6 +50,9 @@ class VQVAE2Config:
     cpc_context: int = 256       # LSTM context size
     adversary_hidden: int = 0    # speaker classifier behind gradient reversal on the bottom codes (0 = off)
     bottom_sees_top: bool = True # the bottom quantizer's input includes the decoded top codes (VQ-VAE-2)
+    classifier_hidden: int = 0   # speaker classifier on log-mels, for the self-cycle's speaker term (0 = none)
+    bottom_encoder: str = "conv" # "conv": convolutions and residual blocks; "frames": one strided convolution,
+                                 # then per-frame LayerNorm/ReLU/Linear blocks (a 40 ms window, as in VQ-CPC)
 
     @classmethod
     def from_dict(cls, model: dict, quantizer: dict | None = None, **extra) -> "VQVAE2Config":
@@ -71,6 +74,19 @@ class ResBlock(nn.Module):
 
     def forward(self, x):
         return x + self.conv2(F.leaky_relu(self.conv1(F.leaky_relu(x, 0.2)), 0.2))
+
+
+class FrameBlock(nn.Module):
+    """x + Linear(ReLU(LayerNorm(x))) on every frame of (B, C, T) on its own (no time context)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.linear = nn.Linear(channels, channels)
+
+    def forward(self, x):
+        frames = x.transpose(1, 2)
+        return x + self.linear(F.relu(self.norm(frames))).transpose(1, 2)
 
 
 def res_stack(channels: int, res_channels: int, n: int) -> nn.Sequential:
@@ -100,6 +116,27 @@ class VQVAE2Output(NamedTuple):
     adversary: tuple[torch.Tensor, torch.Tensor] | None   # speaker classifier (loss, accuracy) (when enabled)
 
 
+class CycleOutput(NamedTuple):
+    converted: torch.Tensor        # (B, n_mels, T) the source's codes decoded in the target voices
+    code_loss: torch.Tensor        # re-encoding the converted mel lands on the source's bottom codes
+    recon_loss: torch.Tensor       # converting back to the source voice gives the source mel (L1)
+    speaker_loss: torch.Tensor | None   # the classifier names the target voice in the converted mel
+    classifier_loss: torch.Tensor | None  # the classifier's own loss on the real mels
+
+
+class MelSpeakerClassifier(nn.Module):
+    """Who speaks in a (normalised) log-mel: convolutions, mean over time, a linear layer."""
+
+    def __init__(self, n_mels: int, hidden: int, num_speakers: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv1d(n_mels, hidden, 5, padding=2), nn.LeakyReLU(0.2),
+                                 nn.Conv1d(hidden, hidden, 5, stride=2, padding=2), nn.LeakyReLU(0.2))
+        self.out = nn.Linear(hidden, num_speakers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.net(x).mean(-1))
+
+
 class VQVAE2(nn.Module):
     def __init__(self, cfg: VQVAE2Config):
         super().__init__()
@@ -107,8 +144,13 @@ class VQVAE2(nn.Module):
         c, r, n = cfg.channels, cfg.res_channels, cfg.res_blocks
         self.register_buffer("mel_mean", torch.zeros(cfg.n_mels))
         self.register_buffer("mel_std", torch.ones(cfg.n_mels))
-        self.enc_bottom = nn.Sequential(nn.Conv1d(cfg.n_mels, c, 3, padding=1), nn.LeakyReLU(0.2),
-                                        downsample(c, c), res_stack(c, r, n))
+        if cfg.bottom_encoder == "conv":
+            self.enc_bottom = nn.Sequential(nn.Conv1d(cfg.n_mels, c, 3, padding=1), nn.LeakyReLU(0.2),
+                                            downsample(c, c), res_stack(c, r, n))
+        elif cfg.bottom_encoder == "frames":
+            self.enc_bottom = nn.Sequential(downsample(cfg.n_mels, c), *[FrameBlock(c) for _ in range(max(1, 2 * n))])
+        else:
+            raise ValueError(f"bottom_encoder must be conv or frames, not {cfg.bottom_encoder!r}")
         self.enc_top = nn.Sequential(downsample(c, c), nn.LeakyReLU(0.2), nn.Conv1d(c, c, 3, padding=1),
                                      res_stack(c, r, n), nn.Conv1d(c, cfg.top_dim, 1))
         self.dec_top = nn.Sequential(nn.Conv1d(cfg.top_dim, c, 3, padding=1), res_stack(c, r, n), upsample(c, c))
@@ -128,6 +170,8 @@ class VQVAE2(nn.Module):
                     if cfg.cpc_steps > 0 else None)
         self.adversary = (SpeakerAdversary(cfg.bottom_dim, cfg.adversary_hidden, cfg.num_speakers)
                           if cfg.adversary_hidden > 0 else None)
+        self.classifier = (MelSpeakerClassifier(cfg.n_mels, cfg.classifier_hidden, cfg.num_speakers)
+                           if cfg.classifier_hidden > 0 else None)
 
     # ------------------------------------------------------------------ normalisation
     @torch.no_grad()
@@ -209,6 +253,36 @@ class VQVAE2(nn.Module):
         adversary = (self.adversary(enc.bottom.quantized, speaker, adversary_scale)
                      if self.adversary is not None else None)
         return VQVAE2Output(recon, recon_loss, enc.top.loss + enc.bottom.loss, enc, cpc, adversary)
+
+
+    # ------------------------------------------------------------------ self-cycle consistency
+    def cycle(self, mel: torch.Tensor, enc: Encoded, speaker: torch.Tensor, target: torch.Tensor) -> CycleOutput:
+        """Convert the batch to the ``target`` speakers, encode the result again and convert it
+        back: the re-encoded bottom codes must match the source's (the units carry no voice) and
+        the round trip must give the source mel back. The codebooks are not updated by converted
+        mels (the quantizers run in eval mode; the straight-through gradient still flows)."""
+        t = mel.shape[-1]
+        converted = self.decode(enc.top.quantized, enc.bottom.quantized, target, t)
+        quantizers = (self.quant_top, self.quant_bottom)
+        modes = [q.training for q in quantizers]
+        for q in quantizers:
+            q.eval()
+        try:
+            again = self.encode(converted)
+        finally:
+            for q, mode in zip(quantizers, modes):
+                q.train(mode)
+        code_loss = F.mse_loss(again.prequant, enc.bottom.quantized.detach())
+        back = self.decode(again.top.quantized, again.bottom.quantized, speaker, t)
+        recon_loss = F.l1_loss(self.normalize(back), self.normalize(mel))
+        speaker_loss = classifier_loss = None
+        if self.classifier is not None:
+            classifier_loss = F.cross_entropy(self.classifier(self.normalize(mel)), speaker)
+            # the converted mel is judged by the classifier as it is, without training it on fakes
+            frozen = {name: p.detach() for name, p in self.classifier.named_parameters()}
+            logits = torch.func.functional_call(self.classifier, frozen, (self.normalize(converted),))
+            speaker_loss = F.cross_entropy(logits, target)
+        return CycleOutput(converted, code_loss, recon_loss, speaker_loss, classifier_loss)
 
 
 def _crop_output(out: QuantizerOutput, length: int) -> QuantizerOutput:

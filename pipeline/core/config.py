@@ -263,6 +263,8 @@ class VQVAEModel(Section):
     cpc_context: int = key(ge=1)
     adversary_hidden: int = key(ge=0)             # gradient-reversal speaker classifier (0 = none)
     bottom_sees_top: bool = key()                 # the bottom quantizer's input includes the decoded top codes
+    classifier_hidden: int = key(ge=0)            # log-mel speaker classifier for the self-cycle (0 = none)
+    bottom_encoder: Literal["conv", "frames"] = key()
 
 
 @dataclass(frozen=True)
@@ -270,6 +272,13 @@ class VQVAELoss(Section):
     recon: float = key(ge=0)                      # weight of the decoder's L1 reconstruction
     cpc: float = key(ge=0)                        # weight of InfoNCE on the bottom codes
     adversary: float = key(ge=0)                  # weight of the reversed speaker-classifier loss
+    cycle_codes: float = key(ge=0)                # self-cycle: converted mel re-encodes to the source's codes
+    cycle_recon: float = key(ge=0)                # self-cycle: converting back gives the source mel
+    cycle_speaker: float = key(ge=0)              # self-cycle: the converted mel sounds like the target voice
+
+    @property
+    def cycle(self) -> bool:
+        return self.cycle_codes > 0 or self.cycle_recon > 0 or self.cycle_speaker > 0
 
     def check(self, where):
         if self.recon == 0 and self.cpc == 0:
@@ -313,6 +322,8 @@ class VQVAE(Section):
             raise _bad(f"{where}.model.cpc_steps", 0, "at least 1 when vqvae.loss.cpc > 0")
         if self.loss.adversary > 0 and self.model.adversary_hidden == 0:
             raise _bad(f"{where}.model.adversary_hidden", 0, "at least 1 when vqvae.loss.adversary > 0")
+        if self.loss.cycle_speaker > 0 and self.model.classifier_hidden == 0:
+            raise _bad(f"{where}.model.classifier_hidden", 0, "at least 1 when vqvae.loss.cycle_speaker > 0")
         if self.model.cpc_steps and self.train.segment_frames // 2 <= self.model.cpc_steps:
             raise _bad(f"{where}.train.segment_frames", self.train.segment_frames,
                        f"more than 2 x vqvae.model.cpc_steps ({self.model.cpc_steps}) frames")
@@ -403,6 +414,7 @@ class GANLoss(Section):
     stft_resolutions: list[list[int]] = key(ge=1, min_items=1)
     adversarial: float = key(ge=0)
     feature_matching: float = key(ge=0)
+    vqvae: float = key(ge=0)                      # the unit system's own losses, when it trains with the vocoder
 
     def check(self, where):
         for res in self.stft_resolutions:
@@ -412,6 +424,8 @@ class GANLoss(Section):
 
 @dataclass(frozen=True)
 class GANTrain(Section):
+    method: Literal["separate", "finetune", "joint"] = key()   # how the unit system and the vocoder are trained
+    vqvae_lr: float = key(gt=0)                   # the unit system's learning rate when it trains with the vocoder
     input_mels: Literal["vqvae", "ground_truth"] = key()
     speakers: Literal["targets", "all"] = key()   # targets: the target voices; all: every training speaker
     steps: int = key(ge=1)
@@ -438,6 +452,12 @@ class MelGAN(Section):
     discriminator: Discriminator = key()
     loss: GANLoss = key()
     train: GANTrain = key()
+
+    def check(self, where):
+        if self.train.method != "separate" and self.train.input_mels != "ground_truth":
+            raise _bad(f"{where}.train.input_mels", self.train.input_mels,
+                       f"ground_truth with method {self.train.method} (the unit system reconstructs the mels "
+                       f"while it trains with the vocoder)")
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,8 @@ class Converter:
             self.vocoder = MelGANVocoder(melgan_checkpoint, self.device)
             check_spec(self.vocoder.spec, self.spec, melgan_checkpoint)
             self.checkpoints.append(Path(melgan_checkpoint))
+            if self.vocoder.unit_system is not None:     # trained with the vocoder (methods 2 and 3)
+                self.vqvae = self.vocoder.unit_system
         else:
             self.vocoder = GriffinLimVocoder(self.spec)
 

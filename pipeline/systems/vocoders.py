@@ -12,6 +12,7 @@ from models.logmel import FeatureSpec, mel_filterbank
 from models.melgan import Generator, remove_weight_norm
 from pipeline.core.checkpoint import load_checkpoint
 from pipeline.core.errors import UserError
+from pipeline.systems.vqvae import vqvae_from_parts
 
 KIND = "melgan"
 VOCODERS = ("melgan", "griffinlim")
@@ -37,6 +38,10 @@ class MelGANVocoder:
         self.generator = remove_weight_norm(generator).eval().to(device)
         self.step = int(ckpt["step"])
         self.config = ckpt["config"]
+        # Methods 2 and 3 train a VQ-VAE-2 with the vocoder: conversions then go through it.
+        self.unit_system = (vqvae_from_parts(meta["unit_system"], ckpt["models"]["vqvae"], ckpt["config"],
+                                             self.step, checkpoint, device)
+                            if "vqvae" in ckpt["models"] else None)
 
     description = "a MelGAN vocoder trained on the target voices"
 

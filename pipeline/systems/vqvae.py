@@ -193,18 +193,22 @@ def _rows(x: torch.Tensor) -> np.ndarray:
     return x.transpose(0, 1).float().cpu().numpy().astype(np.float32)
 
 
-def load_vqvae(checkpoint: str | os.PathLike, device: str | torch.device = "cpu") -> VQVAE:
-    """Rebuild the model from the checkpoint's own meta (never from the current presets)."""
-    checkpoint = Path(checkpoint)
-    ckpt = load_checkpoint(checkpoint, kind=KIND)
-    meta = ckpt["meta"]
+def vqvae_from_parts(meta: dict, state: dict, config: dict, step: int, where: str | os.PathLike,
+                     device: str | torch.device = "cpu") -> VQVAE:
+    """A VQ-VAE-2 system from a checkpoint's meta (model settings, feature spec, speakers,
+    languages) and weights: its own checkpoint, or the one of a vocoder that fine-tuned it."""
     try:
         cfg = VQVAE2Config(**meta["model"])
         spec = FeatureSpec.from_dict(meta["feature_spec"])
         model = VQVAE2(cfg)
-        model.load_state_dict(ckpt["models"]["vqvae"])
+        model.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise UserError(f"{checkpoint}: incompatible VQ-VAE checkpoint ({' '.join(str(exc).split())[:120]})") from None
+        raise UserError(f"{where}: incompatible VQ-VAE checkpoint ({' '.join(str(exc).split())[:120]})") from None
     device = torch.device(device)
-    return VQVAE(model.to(device), spec, meta["speakers"], ckpt["config"], device, checkpoint, ckpt["step"],
-                 meta.get("languages"))
+    return VQVAE(model.to(device), spec, meta["speakers"], config, device, Path(where), step, meta.get("languages"))
+
+
+def load_vqvae(checkpoint: str | os.PathLike, device: str | torch.device = "cpu") -> VQVAE:
+    """Rebuild the model from the checkpoint's own meta (never from the current presets)."""
+    ckpt = load_checkpoint(checkpoint, kind=KIND)
+    return vqvae_from_parts(ckpt["meta"], ckpt["models"]["vqvae"], ckpt["config"], ckpt["step"], checkpoint, device)

@@ -14,6 +14,14 @@ utterance's own voice) while the losses still compare against the real audio. At
 vocoder only ever sees decoder mels, which are smoother than real ones; training on them
 ("ground-truth-aligned" input, as in Tacotron 2 vocoders) removes that mismatch.
 
+Training methods (``melgan.train.method``, the original project's plan): ``separate`` (method 1)
+trains the vocoder alone on a frozen unit system's output; ``finetune`` (method 2) puts the
+VQ-VAE-2 of ``--vqvae`` in the loop: its reconstruction of each crop is the vocoder's input and
+the waveform losses flow back into its encoder and decoder (codebooks frozen), beside its own
+losses; ``joint`` (method 3) trains a fresh VQ-VAE-2 (the ``vqvae:`` settings) and the vocoder
+together on every training speaker. With methods 2 and 3 the trained VQ-VAE-2 is stored in the
+vocoder's checkpoint, and conversion uses it.
+
 Schedule: ``warmup_steps`` generator-only steps on the spectral losses, then adversarial
 training (hinge + feature matching + spectral). A few utterances per voice are held out for
 validation (mel L1 of the vocoded whole utterance) and for the audio samples and spectrogram
@@ -22,6 +30,7 @@ PNGs written under ``OUT/samples/`` at every checkpoint. Training resumes from
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +42,11 @@ from models.gan_losses import (MelL1Loss, MultiResolutionSTFTLoss, discriminator
                                generator_hinge_loss)
 from models.logmel import FeatureSpec
 from models.melgan import Generator, MultiScaleDiscriminator, count_parameters
+from models.vqvae2 import VQVAE2
 from pipeline.contract.dataset import Dataset, speaker_key
 from pipeline.contract.names import TRAIN_SPLITS, VOICE_SPLITS
 from pipeline.core.audio import write_wav
+from pipeline.core.config import VQVAE as VQVAESettings
 from pipeline.core.config import Config, MelGAN
 from pipeline.core.errors import UserError
 from pipeline.core.io import atomic_path, file_digest, output_lock
@@ -45,6 +56,8 @@ from pipeline.core.training import TrainLoop
 from pipeline.features import open_feature_dir, prepare_audio
 from pipeline.systems.vocoders import KIND
 from pipeline.systems.unit_systems import load_unit_system
+from pipeline.systems.vqvae import VQVAE
+from pipeline.train.vqvae import mel_statistics, model_config
 
 # Keys that may change without invalidating a run (more steps extends it; logging is cosmetic).
 _RESUMABLE_KEYS = ("steps", "checkpoint_every", "log_every", "validate_every", "num_samples", "sample_frames")
@@ -129,11 +142,37 @@ def random_crops(items: list[VoiceUtterance], speakers: dict[str, int], batch_si
 
 
 # ---------------------------------------------------------------------------------------- training
+@dataclass
+class UnitModel:
+    """A VQ-VAE-2 that trains with the vocoder (methods 2 and 3): it turns each crop's real mel
+    into the vocoder's input, and the waveform losses reach it."""
+    model: VQVAE2
+    meta: dict                    # what inference needs to rebuild it (speakers, model, feature spec, ...)
+    ids: torch.Tensor             # vocoder speaker id -> the VQ-VAE's speaker id
+    optimizer: torch.optim.Optimizer
+    config: VQVAESettings         # the unit system's loss weights
+    frozen_codebooks: bool        # fine-tuning keeps the codebooks (and so the units) in place
+
+    def reconstruct(self, mel: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """(input mel for the vocoder, the unit system's own loss, metrics)."""
+        for quantizer in (self.model.quant_top, self.model.quant_bottom):
+            quantizer.train(not self.frozen_codebooks and self.model.training)
+        out = self.model(mel, self.ids[ids])
+        loss = self.config.loss.recon * out.recon_loss + out.commit_loss
+        metrics = {"vq_recon": out.recon_loss.item()}
+        if out.cpc is not None:
+            loss = loss + self.config.loss.cpc * out.cpc.loss
+            metrics["vq_cpc"] = out.cpc.loss.item()
+        return out.mel.float(), loss, metrics
+
+
 class MelGANTrainer:
     """Models, optimizers, losses and the per-step update (generator-only during warm-up)."""
 
-    def __init__(self, config: Config, spec: FeatureSpec, speakers: dict[str, int], device: torch.device):
+    def __init__(self, config: Config, spec: FeatureSpec, speakers: dict[str, int], device: torch.device,
+                 unit: UnitModel | None = None):
         cfg = config.melgan
+        self.unit = unit
         self.cfg, self.spec, self.speakers, self.device = cfg, spec, speakers, device
         self.amp = config.runtime.amp
         hop = int(np.prod(cfg.generator.ratios))
@@ -163,9 +202,14 @@ class MelGANTrainer:
     def step(self, batch, step: int) -> dict:
         mel, real, ids = (t.to(self.device) for t in batch)
         w = self.weights
+        metrics = {}
+        unit_loss = None
+        if self.unit is not None:
+            with autocast(self.device, self.amp):
+                mel, unit_loss, unit_metrics = self.unit.reconstruct(mel, ids)
+            metrics.update(unit_metrics)
         with autocast(self.device, self.amp):
             fake = self.generator(mel, self.speaker_ids(ids)).float()
-        metrics = {}
         adversarial = step >= self.warmup
         for group in self.opt_g.param_groups:
             group["lr"] = self.lr_schedule[adversarial]
@@ -192,17 +236,35 @@ class MelGANTrainer:
             fm = feature_matching_loss(real_out, fake_out).float()
             g_loss = g_loss + w["adversarial"] * adv + w["feature_matching"] * fm
             metrics.update(g_adv=adv.item(), feature_matching=fm.item())
+        metrics["g_loss"] = g_loss.item()
+        if unit_loss is not None:
+            g_loss = g_loss + self.cfg.loss.vqvae * unit_loss
+            self.unit.optimizer.zero_grad(set_to_none=True)
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
-        metrics["g_loss"] = g_loss.item()
+        if unit_loss is not None:
+            self.unit.optimizer.step()
         return metrics
 
     @torch.no_grad()
-    def vocode(self, utt: VoiceUtterance, max_frames: int | None = None) -> np.ndarray:
+    def input_mel(self, utt: VoiceUtterance, max_frames: int | None = None) -> torch.Tensor:
+        """(1, n_mels, F): the vocoder's input for a whole utterance (the unit system's
+        reconstruction when it trains with the vocoder)."""
         mel = torch.from_numpy(utt.mel[:, :max_frames]).unsqueeze(0).to(self.device)
+        if self.unit is None:
+            return mel
+        was_training = self.unit.model.training
+        self.unit.model.eval()
+        ids = torch.tensor([self.speakers[utt.speaker]], device=self.device)
+        out = self.unit.model(mel, self.unit.ids[ids]).mel.float()
+        self.unit.model.train(was_training)
+        return out
+
+    @torch.no_grad()
+    def vocode(self, utt: VoiceUtterance, max_frames: int | None = None) -> np.ndarray:
         ids = torch.tensor([self.speakers[utt.speaker]])
-        return self.generator(mel, self.speaker_ids(ids))[0].float().cpu().numpy()
+        return self.generator(self.input_mel(utt, max_frames), self.speaker_ids(ids))[0].float().cpu().numpy()
 
     @torch.no_grad()
     def validation_mel_l1(self, items: list[VoiceUtterance], max_frames: int) -> float:
@@ -243,6 +305,36 @@ def write_samples(trainer: MelGANTrainer, items: list[VoiceUtterance], out_dir: 
     trainer.generator.train(was_training)
 
 
+def fine_tuned_unit_model(system: VQVAE, speakers: dict[str, int], config: Config, device) -> UnitModel:
+    """Method 2: the trained VQ-VAE-2 of --vqvae, fine-tuned with the vocoder (codebooks frozen)."""
+    if not isinstance(system, VQVAE):
+        raise UserError("melgan.train.method=finetune fine-tunes a VQ-VAE-2; this unit system is "
+                        f"{type(system).__name__}")
+    missing = [s for s in speakers if s not in system.speakers]
+    if missing:
+        raise UserError(f"the VQ-VAE-2 does not know the vocoder's speaker {missing[0]!r}")
+    model = system.model.to(device).train()
+    meta = {"speakers": system.speakers, "feature_spec": system.spec.to_dict(),
+            "model": dataclasses.asdict(model.cfg), "languages": system.languages}
+    ids = torch.tensor([system.speakers[s] for s in sorted(speakers, key=speakers.get)], device=device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.melgan.train.vqvae_lr)
+    return UnitModel(model, meta, ids, optimizer, config.vqvae, frozen_codebooks=True)
+
+
+def joint_unit_model(items: list[VoiceUtterance], speakers: dict[str, int], spec: FeatureSpec, config: Config,
+                     device) -> UnitModel:
+    """Method 3: a fresh VQ-VAE-2 (the vqvae: settings) that trains with the vocoder on every speaker."""
+    model = VQVAE2(model_config(config, len(speakers), spec.n_mels))
+    mean, std = mel_statistics([u.mel for u in items])
+    model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
+    model.to(device).train()
+    meta = {"speakers": dict(speakers), "feature_spec": spec.to_dict(), "model": dataclasses.asdict(model.cfg),
+            "languages": list(config.vqvae.languages)}
+    ids = torch.arange(len(speakers), device=device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.melgan.train.vqvae_lr)
+    return UnitModel(model, meta, ids, optimizer, config.vqvae, frozen_codebooks=False)
+
+
 def generator_args(cfg: MelGAN, n_mels: int, n_speakers: int) -> dict:
     """The generator's constructor arguments (stored in the checkpoint's meta, so inference
     rebuilds it without any config)."""
@@ -272,20 +364,27 @@ def _train(features_dir, dataset_root, out_dir: Path, config: Config, force: boo
     train_cfg = cfg.train
     device = pick_device(config.runtime.device)
     vqvae, vqvae_id = None, None
-    if train_cfg.input_mels == "vqvae":
+    if train_cfg.input_mels == "vqvae" or train_cfg.method == "finetune":
         if vqvae_checkpoint is None:
-            raise UserError("melgan.train.input_mels=vqvae needs the VQ-VAE checkpoint (--vqvae PATH)")
+            raise UserError(f"melgan.train.{'method=finetune' if train_cfg.method == 'finetune' else 'input_mels=vqvae'} "
+                            f"needs the VQ-VAE checkpoint (--vqvae PATH)")
         vqvae = load_unit_system(vqvae_checkpoint, device="cpu")
         vqvae_id = file_digest(vqvae_checkpoint)
-    splits = VOICE_SPLITS if train_cfg.speakers == "targets" else TRAIN_SPLITS
-    spec, items, data_ids = load_voice_data(features_dir, dataset_root, cfg.languages or None, vqvae, splits)
+    splits = VOICE_SPLITS if train_cfg.speakers == "targets" and train_cfg.method != "joint" else TRAIN_SPLITS
+    spec, items, data_ids = load_voice_data(features_dir, dataset_root, cfg.languages or None,
+                                            vqvae if train_cfg.input_mels == "vqvae" else None, splits)
     if vqvae_id:
         data_ids = data_ids + [vqvae_id]
     speakers = {spk: i for i, spk in enumerate(sorted({u.speaker for u in items}))}
     train_items, held = split_heldout(items, train_cfg.val_utterances)
     seed = config.seed
     seed_everything(seed)
-    trainer = MelGANTrainer(config, spec, speakers, device)
+    unit = None
+    if train_cfg.method == "finetune":
+        unit = fine_tuned_unit_model(vqvae, speakers, config, device)
+    elif train_cfg.method == "joint":
+        unit = joint_unit_model(train_items, speakers, spec, config, device)
+    trainer = MelGANTrainer(config, spec, speakers, device, unit)
     governor = ThreadGovernor(config.runtime.threads, 3 * step_macs(trainer.generator, train_cfg.batch_size
                                                                     * train_cfg.segment_frames * spec.hop_length),
                               log=log)
@@ -294,10 +393,13 @@ def _train(features_dir, dataset_root, out_dir: Path, config: Config, force: boo
     samples_dir = out_dir / "samples"
     loop = TrainLoop(
         run_dir=out_dir, kind=KIND, config=config.to_dict(), fingerprint=run_fingerprint(config, spec, data_ids),
-        models={"generator": trainer.generator, "discriminator": trainer.discriminator},
-        optimizers={"generator": trainer.opt_g, "discriminator": trainer.opt_d},
+        models={"generator": trainer.generator, "discriminator": trainer.discriminator,
+                **({"vqvae": unit.model} if unit is not None else {})},
+        optimizers={"generator": trainer.opt_g, "discriminator": trainer.opt_d,
+                    **({"vqvae": unit.optimizer} if unit is not None else {})},
         meta={"speakers": speakers, "speaker_conditioned": cfg.speaker_conditioned,
-              "generator": trainer.generator_args,
+              "generator": trainer.generator_args, "method": train_cfg.method,
+              **({"unit_system": unit.meta} if unit is not None else {}),
               "feature_spec": spec.to_dict(), "train_utterances": len(train_items),
               "heldout": [u.key for u in held],
               "parameters": {"generator": count_parameters(trainer.generator),
@@ -305,7 +407,8 @@ def _train(features_dir, dataset_root, out_dir: Path, config: Config, force: boo
         seed=seed, total_steps=train_cfg.steps, checkpoint_every=train_cfg.checkpoint_every,
         log_every=train_cfg.log_every, validate_every=train_cfg.validate_every,
         on_checkpoint=lambda step: write_samples(trainer, sample_items, samples_dir, step, sample_frames),
-        plot_groups=[["mel_l1"], ["stft"], ["g_adv", "d_loss"], ["feature_matching"]], governor=governor)
+        plot_groups=[["mel_l1"], ["stft"], ["g_adv", "d_loss"], ["feature_matching"], ["vq_recon", "vq_cpc"]],
+        governor=governor)
     if not force and loop.is_up_to_date():
         log(f"{loop.checkpoint_path}: up to date ({train_cfg.steps} steps); use --force to retrain")
         return loop.checkpoint_path

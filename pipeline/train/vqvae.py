@@ -135,7 +135,8 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
                      models={"vqvae": model}, optimizers={"adam": optimizer}, meta=meta, seed=seed,
                      total_steps=tcfg.steps, checkpoint_every=tcfg.checkpoint_every,
                      log_every=tcfg.log_every, validate_every=tcfg.validate_every,
-                     plot_groups=[["loss", "recon"], ["cpc", "adv"], ["cpc_acc", "adv_acc"], ["ppl_b", "ppl_t"],
+                     plot_groups=[["loss", "recon"], ["cpc", "adv"], ["cpc_acc", "adv_acc"],
+                                  ["cycle_codes", "cycle_recon", "cycle_speaker", "classifier"], ["ppl_b", "ppl_t"],
                                   ["used_b", "used_t"]], governor=governor)
     if not force and loop.is_up_to_date():
         if progress:
@@ -189,6 +190,14 @@ def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch, co
     if out.adversary is not None:
         loss = loss + weights.adversary * out.adversary[0].float()
         metrics.update(adv=out.adversary[0].item(), adv_acc=out.adversary[1].item())
+    if weights.cycle:
+        model = net.module if hasattr(net, "module") else net
+        cycle = model.cycle(mel, out.encoded, spk, other_speakers(spk, model.cfg.num_speakers))
+        loss = loss + weights.cycle_codes * cycle.code_loss + weights.cycle_recon * cycle.recon_loss
+        metrics.update(cycle_codes=cycle.code_loss.item(), cycle_recon=cycle.recon_loss.item())
+        if cycle.speaker_loss is not None:
+            loss = loss + weights.cycle_speaker * cycle.speaker_loss + cycle.classifier_loss
+            metrics.update(cycle_speaker=cycle.speaker_loss.item(), classifier=cycle.classifier_loss.item())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if tcfg.grad_clip:
@@ -198,6 +207,14 @@ def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch, co
     return {"loss": loss.item(), **metrics,
             "ppl_b": enc.bottom.perplexity.item(), "ppl_t": enc.top.perplexity.item(),
             "used_b": enc.bottom.codes_in_use.item(), "used_t": enc.top.codes_in_use.item()}
+
+
+def other_speakers(speaker: torch.Tensor, num_speakers: int) -> torch.Tensor:
+    """A random target speaker for every item, never the item's own (one speaker: itself)."""
+    if num_speakers < 2:
+        return speaker
+    shift = torch.randint(1, num_speakers, speaker.shape, device=speaker.device)
+    return (speaker + shift) % num_speakers
 
 
 @torch.no_grad()
