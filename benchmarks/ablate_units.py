@@ -59,13 +59,17 @@ VARIANTS: dict[str, list[str]] = {
     "cpc_local_only": CPC + LOCAL + ["vqvae.loss.recon=0.0"],
     "cpc_frames": CPC + LOCAL + ["vqvae.model.bottom_encoder=frames"],
     "cpc_frames_512": CPC + LOCAL + ["vqvae.model.bottom_encoder=frames", "vqvae.model.bottom_codes=512"],
+    "vqmivc": ["system=vqmivc"],
+    "vqmivc_no_mi": ["system=vqmivc", "vqmivc.loss.mi_content_speaker=0", "vqmivc.loss.mi_content_pitch=0",
+                     "vqmivc.loss.mi_pitch_speaker=0"],
 }
 
 
 def unit_arrays(stem: str, units) -> tuple[str, dict[str, np.ndarray]]:
-    """Encoding sink: what the table needs of one utterance."""
-    return stem, {"codes": units.bottom_vectors, "prequant": units.prequant, "top": units.top_vectors,
-                  "ids": units.bottom_ids}
+    """Encoding sink: what the table needs of one utterance (the "top" column holds a VQMIVC's
+    CPC context vectors: its auxiliary embedding beside the pre-quantization vectors)."""
+    aux = units.top_vectors if hasattr(units, "top_vectors") else units.context
+    return stem, {"codes": units.bottom_vectors, "prequant": units.prequant, "top": aux, "ids": units.bottom_ids}
 
 
 def item_units(checkpoint: Path, task: LanguageTask, stems: list[str]) -> dict[str, dict[str, np.ndarray]]:
@@ -88,9 +92,10 @@ def evaluate_variant(run: Path, dataset: Path, task: LanguageTask) -> dict:
     out["codes_used"] = int((counts > 0).sum())
     out["perplexity"] = float(np.exp(-(p * np.log(p)).sum()))
     unit_set = encode_splits(run, Dataset(dataset), ["test", "train/unit", "train/voice"], "cpu", progress=False)
-    leak = leakage_report(unit_set, ("bottom", "top"), min_seconds=1.0, test_fraction=0.3, seed=0)
+    levels = tuple(unit_set.codebook_sizes)
+    leak = leakage_report(unit_set, levels, min_seconds=1.0, test_fraction=0.3, seed=0)
     out["leakage_bottom"] = leak["levels"]["bottom"]["accuracy_logreg"]
-    out["leakage_top"] = leak["levels"]["top"]["accuracy_logreg"]
+    out["leakage_top"] = leak["levels"]["top"]["accuracy_logreg"] if "top" in levels else float("nan")
     return out
 
 

@@ -1,0 +1,162 @@
+"""Conversion comparison: training methods 1/2/3, self-cycle consistency and vocoder variants,
+each trained on the same corpus from the same preset, scored with the evaluator's converted-speech
+measures on the synthesis lines.
+
+A variant is (unit-system overrides, vocoder overrides). Unit systems are trained once per
+(overrides, seed) and shared by the vocoder variants that use them; a variant whose vocoder
+trains the unit system itself (method 3, ``joint``) trains no separate one. For every variant
+and seed: `zs2020 train-vqvae`, `zs2020 train-melgan`, `zs2020 convert` of every synthesis line,
+then similarity to the target voice and to the source speaker (and the share of lines closer
+to the target), pocketsphinx CER/WER, MCD against the target's own rendering and DNSMOS
+(`pipeline.evaluation.speech`), plus the training minutes of both stages.
+
+    .venv/bin/python benchmarks/compare_conversion.py --variants m1,m2 --seeds 1234,7 [--out data/compare]
+
+Results are cached per (variant, seed) in OUT/<variant>/seed<seed>/result.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.contract.dataset import Dataset  # noqa: E402
+from pipeline.core.config import load_config  # noqa: E402
+from pipeline.core.stamp import fingerprint  # noqa: E402
+from pipeline.evaluation.oneshot import OneShotPlan, one_shot_measures  # noqa: E402
+from pipeline.evaluation.speech import speech_measures  # noqa: E402
+from pipeline.features import FeatureStore, feature_spec  # noqa: E402
+
+ZS = str(Path(sys.executable).with_name("zs2020"))
+CYCLE = ["vqvae.loss.cycle_codes=1.0", "vqvae.loss.cycle_recon=1.0"]
+CYCLE_SPEAKER = CYCLE + ["vqvae.model.classifier_hidden=64", "vqvae.loss.cycle_speaker=0.1"]
+GROUND_TRUTH = ["melgan.train.input_mels=ground_truth"]
+# name -> (unit-system overrides, vocoder overrides)
+VARIANTS: dict[str, tuple[list[str], list[str]]] = {
+    "m1": ([], []),
+    "m1_real_mels": ([], GROUND_TRUTH),
+    "m1_stft": ([], ["melgan.loss.stft=2.0"]),
+    "m1_all_speakers": ([], ["melgan.train.speakers=all"]),
+    "m2": ([], ["melgan.train.method=finetune"] + GROUND_TRUTH),
+    "m3": ([], ["melgan.train.method=joint", "melgan.loss.vqvae=45"] + GROUND_TRUTH),
+    "m1_cycle": (CYCLE, []),
+    "m1_cycle_speaker": (CYCLE_SPEAKER, []),
+    "vqmivc": (["system=vqmivc"], []),
+    "vqmivc_no_mi": (["system=vqmivc", "vqmivc.loss.mi_content_speaker=0", "vqmivc.loss.mi_content_pitch=0",
+                      "vqmivc.loss.mi_pitch_speaker=0"], []),
+}
+COLUMNS = [("share_closer_to_target", "closer to target", 2), ("sim_target_converted", "sim. target", 3),
+           ("sim_source_converted", "sim. source", 3), ("cer_converted", "CER", 3), ("wer_converted", "WER", 3),
+           ("mcd_converted", "MCD dB", 2), ("dnsmos_converted", "DNSMOS", 2),
+           ("one_shot_share_closer_to_reference", "one-shot closer to reference", 2),
+           ("one_shot_sim_reference_converted", "one-shot sim. reference", 3),
+           ("one_shot_sim_source_converted", "one-shot sim. source", 3), ("one_shot_cer_converted", "one-shot CER", 3)]
+
+
+def run(command: list[str]) -> float:
+    """Run a stage; minutes it took (0 when it found its output up to date)."""
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command[1:3])} failed: {done.stderr.strip()[-600:]}")
+    return 0.0 if "up to date" in done.stdout else (time.perf_counter() - start) / 60
+
+
+def train_units(args, overrides: list[str], seed: int) -> tuple[Path, float]:
+    folder = args.out / "units" / fingerprint(overrides, seed, args.preset)
+    timing = folder / "train_minutes.json"
+    minutes = run([ZS, "train-vqvae", "--features", str(args.features), "--out", str(folder / "vqvae"), "--config",
+                   args.preset, "--quiet", f"seed={seed}", *overrides])
+    if minutes or not timing.is_file():
+        timing.write_text(json.dumps({"minutes": minutes, "overrides": overrides, "seed": seed}))
+    return folder / "vqvae" / "checkpoint.pt", json.loads(timing.read_text())["minutes"]
+
+
+def run_variant(args, name: str, seed: int) -> dict:
+    units, vocoder = VARIANTS[name]
+    features = [FeatureStore(p).fingerprint for p in sorted(args.features.glob("*.h5"))]
+    identity = fingerprint(args.preset, units, vocoder, seed, features, args.lines, args.trials)
+    folder = args.out / name / f"seed{seed}"
+    cached = folder / "result.json"
+    if cached.is_file() and json.loads(cached.read_text()).get("identity") == identity:
+        return json.loads(cached.read_text())
+    checkpoint, unit_minutes = train_units(args, units, seed)
+    if "melgan.train.method=joint" in vocoder:
+        unit_minutes = 0.0          # the vocoder trains its own unit system; the separate one only encodes
+    start = time.perf_counter()
+    run([ZS, "train-melgan", "--features", str(args.features), "--dataset", str(args.dataset), "--out",
+         str(folder / "melgan"), "--vqvae", str(checkpoint), "--config", args.preset, "--quiet", f"seed={seed}",
+         *units, *vocoder])
+    vocoder_minutes = (time.perf_counter() - start) / 60
+    converted = folder / "converted"
+    run([ZS, "convert", "--vqvae", str(checkpoint), "--melgan", str(folder / "melgan" / "checkpoint.pt"),
+         "--dataset", str(args.dataset), "--out", str(converted), "--force", "--quiet"])
+    dataset = Dataset(args.dataset)
+    wavs = {p.name: p.read_bytes() for p in converted.glob("*.wav")}
+    spec = feature_spec(load_config(args.preset))
+    summary = speech_measures(dataset, wavs, spec, jobs=2, max_lines=args.lines, progress=False)["summary"]
+    if "system=vqmivc" in units:      # one-shot: a universal vocoder, unseen test speakers as references
+        run([ZS, "train-melgan", "--features", str(args.features), "--dataset", str(args.dataset), "--out",
+             str(folder / "melgan_universal"), "--vqvae", str(checkpoint), "--config", args.preset, "--quiet",
+             f"seed={seed}", *units, *vocoder, "melgan.train.speakers=all"])
+        plan = OneShotPlan(checkpoint, folder / "melgan_universal" / "checkpoint.pt", universal=True)
+        one_shot, _ = one_shot_measures(plan, dataset, spec, trials=args.trials, seed=0, voice_utts=10,
+                                        measures=("similarity", "asr", "dnsmos"), jobs=2, progress=False)
+        summary.update({f"one_shot_{k}": v for k, v in one_shot["summary"].items()})
+    result = {"variant": name, "seed": seed, "identity": identity, "units": units, "vocoder": vocoder,
+              "unit_minutes": unit_minutes, "vocoder_minutes": vocoder_minutes, **summary}
+    cached.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def cell(values: list[float], digits: int) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--features", type=Path, default=Path("data/runs/demo/features"))
+    parser.add_argument("--dataset", type=Path, default=Path("data/corpus"))
+    parser.add_argument("--out", type=Path, default=Path("data/compare"))
+    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--variants", default="m1,m2")
+    parser.add_argument("--seeds", default="1234")
+    parser.add_argument("--lines", type=int, default=20, help="synthesis lines scored")
+    parser.add_argument("--trials", type=int, default=10, help="one-shot trials (VQMIVC variants)")
+    parser.add_argument("--list", action="store_true", help="print the variants and exit")
+    args = parser.parse_args()
+    if args.list:
+        for name, (units, vocoder) in VARIANTS.items():
+            print(f"{name:<18} units: {' '.join(units) or '(preset)'}; vocoder: {' '.join(vocoder) or '(preset)'}")
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in args.variants.split(","):
+        results = []
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            r = run_variant(args, name, seed)
+            print(f"  {name} seed {seed}: closer {r.get('share_closer_to_target', 0):.2f}, CER {r.get('cer_converted', 1):.3f}, "
+                  f"DNSMOS {r.get('dnsmos_converted', 0):.2f}", flush=True)
+            results.append(r)
+        rows.append((name, results))
+    print(f"\npreset {args.preset}; {args.lines} synthesis lines; mean over seeds (range)")
+    print("| variant | seeds | train min | " + " | ".join(label for _, label, _ in COLUMNS) + " |")
+    print("|---|---|---|" + "---|" * len(COLUMNS))
+    for name, results in rows:
+        minutes = [r["unit_minutes"] + r["vocoder_minutes"] for r in results]
+        print(f"| {name} | {','.join(str(r['seed']) for r in results)} | {cell(minutes, 1)} | "
+              + " | ".join(cell([r[k] for r in results if k in r], d) for k, _, d in COLUMNS) + " |")
+
+
+if __name__ == "__main__":
+    main()
