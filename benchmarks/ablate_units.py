@@ -62,6 +62,8 @@ VARIANTS: dict[str, list[str]] = {
     "cpc_frames_512_jitter": CPC + LOCAL + ["vqvae.model.bottom_encoder=frames", "vqvae.model.bottom_codes=512",
                                             "vqvae.model.jitter=0.5"],
     "cpc_local_512_jitter": CPC + LOCAL + ["vqvae.model.bottom_codes=512", "vqvae.model.jitter=0.5"],
+    "cpc_frames_512_adversary": CPC + LOCAL + ["vqvae.model.bottom_encoder=frames", "vqvae.model.bottom_codes=512"]
+    + ADVERSARY,
     "vqmivc": ["system=vqmivc"],
     "vqmivc_no_mi": ["system=vqmivc", "vqmivc.loss.mi_content_speaker=0", "vqmivc.loss.mi_content_pitch=0",
                      "vqmivc.loss.mi_pitch_speaker=0"],
