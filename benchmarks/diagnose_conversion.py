@@ -15,6 +15,7 @@ reference, DNSMOS. With several runs (training seeds), each cell is the mean wit
 
     .venv/bin/python benchmarks/diagnose_conversion.py --runs data/runs/demo data/runs/demo_seed7 \\
         --dataset data/corpus [--lines 20] [--json out.json]
+    .venv/bin/python benchmarks/diagnose_conversion.py --pairs UNITS.pt:VOCODER.pt ...
 """
 from __future__ import annotations
 
@@ -56,11 +57,21 @@ def wav_bytes(audio: np.ndarray, rate: int) -> bytes:
     return buffer.getvalue()
 
 
-def renderings(run: Path, dataset: Dataset, lines) -> dict[str, dict[str, bytes]]:
-    """Rows b..e of one run: row -> {output name -> wav bytes}."""
-    layout = RunLayout.of(run)
-    melgan = Converter(layout.vqvae_checkpoint, layout.melgan_checkpoint)
-    griffin = Converter(layout.vqvae_checkpoint, None, vocoder="griffinlim")
+def checkpoints(args) -> list[tuple[Path, Path]]:
+    """(unit system, vocoder) checkpoint pairs: from --runs, then from --pairs."""
+    pairs = [(RunLayout.of(r).vqvae_checkpoint, RunLayout.of(r).melgan_checkpoint) for r in args.runs or []]
+    for pair in args.pairs or []:
+        units, _, vocoder = pair.partition(":")
+        pairs.append((Path(units), Path(vocoder)))
+    if not pairs:
+        raise SystemExit("give --runs or --pairs")
+    return pairs
+
+
+def renderings(units: Path, vocoder: Path, dataset: Dataset, lines) -> dict[str, dict[str, bytes]]:
+    """Rows b..e of one trained pair: row -> {output name -> wav bytes}."""
+    melgan = Converter(units, vocoder)
+    griffin = Converter(units, None, vocoder="griffinlim")
     spec, rate = melgan.spec, melgan.spec.sample_rate
     out: dict[str, dict[str, bytes]] = {row: {} for row in "bcde"}
     for line in lines:
@@ -80,7 +91,8 @@ def renderings(run: Path, dataset: Dataset, lines) -> dict[str, dict[str, bytes]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=Path, nargs="+", default=[Path("data/runs/demo")])
+    parser.add_argument("--runs", type=Path, nargs="*", help="run folders (RUN/vqvae, RUN/melgan)")
+    parser.add_argument("--pairs", nargs="*", help="UNIT_CHECKPOINT:VOCODER_CHECKPOINT pairs")
     parser.add_argument("--dataset", type=Path, default=Path("data/corpus"))
     parser.add_argument("--lines", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=2)
@@ -90,15 +102,15 @@ def main() -> None:
     lines = [line for line in dataset.synthesis() if dataset.reference(line) is not None][:args.lines]
     reference = {line.output_name: dataset.reference(line).path.read_bytes() for line in lines}
     summaries: dict[str, list[dict]] = {row: [] for row in ROWS}
-    first = Converter(RunLayout.of(args.runs[0]).vqvae_checkpoint, None, vocoder="griffinlim").spec
+    pairs = checkpoints(args)
+    first = Converter(pairs[0][0], None, vocoder="griffinlim").spec
     measure = dict(spec=first, jobs=args.jobs, progress=False, also=())
     summaries["a"].append(speech_measures(dataset, reference, **measure)["summary"])
-    for run in args.runs:
-        for row, wavs in renderings(run, dataset, lines).items():
+    for units, vocoder in pairs:
+        for row, wavs in renderings(units, vocoder, dataset, lines).items():
             summaries[row].append(speech_measures(dataset, wavs, **measure)["summary"])
-            print(f"  {run}: {row} done", flush=True)
-    print(f"\n{len(lines)} synthesis lines; runs: {', '.join(str(r) for r in args.runs)} "
-          f"(mean over runs, range in brackets)")
+            print(f"  {vocoder}: {row} done", flush=True)
+    print(f"\n{len(lines)} synthesis lines; {len(pairs)} trained pair(s) (mean over them, range in brackets)")
     print("| rendering | " + " | ".join(label for _, label, _ in COLUMNS) + " |")
     print("|---|" + "---|" * len(COLUMNS))
     for row, label in ROWS.items():
