@@ -42,11 +42,20 @@ from pipeline.units.reports import leakage_report  # noqa: E402
 from pipeline.units.source import encode_splits  # noqa: E402
 
 ZS = str(Path(sys.executable).with_name("zs2020"))
+# Every variant states the settings it is about, so a row means the same whatever the preset's
+# current defaults are. ORIGINAL is the first VQ-VAE-2 (no contrastive coding, 256 bottom codes,
+# convolutional bottom encoder whose codes also see the top level).
+ORIGINAL = ["vqvae.model.cpc_steps=0", "vqvae.loss.cpc=0.0", "vqvae.model.bottom_codes=256",
+            "vqvae.model.bottom_sees_top=true", "vqvae.model.bottom_encoder=conv", "vqvae.model.jitter=0.0",
+            "vqvae.model.adversary_hidden=0", "vqvae.loss.adversary=0.0", "vqvae.model.input_norm=global",
+            "vqvae.loss.recon=1.0", "vqvae.loss.cycle_codes=0.0", "vqvae.loss.cycle_recon=0.0",
+            "vqvae.loss.cycle_speaker=0.0", "system=vqvae2"]
 CPC = ["vqvae.model.cpc_steps=6", "vqvae.loss.cpc=1.0"]
 ADVERSARY = ["vqvae.model.adversary_hidden=128", "vqvae.loss.adversary=0.5"]
-# name -> overrides on top of the preset
 LOCAL = ["vqvae.model.bottom_sees_top=false"]
-VARIANTS: dict[str, list[str]] = {
+FRAMES = LOCAL + ["vqvae.model.bottom_encoder=frames"]
+# name -> overrides on top of the preset
+VARIANTS: dict[str, list[str]] = {name: ORIGINAL + changes for name, changes in {
     "baseline": [],
     "adversary": ADVERSARY,
     "cpc": CPC,
@@ -57,17 +66,15 @@ VARIANTS: dict[str, list[str]] = {
     "cpc_local_utterance_norm": CPC + LOCAL + ["vqvae.model.input_norm=utterance"],
     "cpc_local_weight2": ["vqvae.model.cpc_steps=6", "vqvae.loss.cpc=2.0"] + LOCAL,
     "cpc_local_only": CPC + LOCAL + ["vqvae.loss.recon=0.0"],
-    "cpc_frames": CPC + LOCAL + ["vqvae.model.bottom_encoder=frames"],
-    "cpc_frames_512": CPC + LOCAL + ["vqvae.model.bottom_encoder=frames", "vqvae.model.bottom_codes=512"],
-    "cpc_frames_512_jitter": CPC + LOCAL + ["vqvae.model.bottom_encoder=frames", "vqvae.model.bottom_codes=512",
-                                            "vqvae.model.jitter=0.5"],
     "cpc_local_512_jitter": CPC + LOCAL + ["vqvae.model.bottom_codes=512", "vqvae.model.jitter=0.5"],
-    "cpc_frames_512_adversary": CPC + LOCAL + ["vqvae.model.bottom_encoder=frames", "vqvae.model.bottom_codes=512"]
-    + ADVERSARY,
+    "cpc_frames": CPC + FRAMES,
+    "cpc_frames_512": CPC + FRAMES + ["vqvae.model.bottom_codes=512"],
+    "cpc_frames_512_jitter": CPC + FRAMES + ["vqvae.model.bottom_codes=512", "vqvae.model.jitter=0.5"],
+    "cpc_frames_512_adversary": CPC + FRAMES + ["vqvae.model.bottom_codes=512"] + ADVERSARY,
     "vqmivc": ["system=vqmivc"],
     "vqmivc_no_mi": ["system=vqmivc", "vqmivc.loss.mi_content_speaker=0", "vqmivc.loss.mi_content_pitch=0",
                      "vqmivc.loss.mi_pitch_speaker=0"],
-}
+}.items()}
 
 
 def unit_arrays(stem: str, units) -> tuple[str, dict[str, np.ndarray]]:
@@ -118,6 +125,12 @@ def train(features: Path, run: Path, preset: str, overrides: list[str], seed: in
     return json.loads(timing.read_text())["minutes"]
 
 
+def variant_identity(preset: str, overrides: list[str], seed: int) -> str:
+    """What a result depends on: the resolved unit-system settings (whatever spelled them) and the seed."""
+    config = load_config(preset, overrides)
+    return fingerprint(config.system, config.vqvae, config.vqmivc, config.features, seed)
+
+
 def features_identity(features: Path) -> list[str]:
     """The data a result was measured on (the features files' own fingerprints)."""
     return [FeatureStore(path).fingerprint for path in sorted(features.glob("*.h5"))]
@@ -125,7 +138,7 @@ def features_identity(features: Path) -> list[str]:
 
 def run_variant(args, name: str, seed: int, task: LanguageTask) -> dict:
     overrides = VARIANTS[name] + args.extra
-    identity = fingerprint(args.preset, overrides, seed)
+    identity = variant_identity(args.preset, overrides, seed)
     folder = args.out / name / f"seed{seed}"
     cached = folder / "result.json"
     data = features_identity(args.features)

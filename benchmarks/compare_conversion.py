@@ -34,23 +34,34 @@ from pipeline.evaluation.speech import speech_measures  # noqa: E402
 from pipeline.features import FeatureStore, feature_spec  # noqa: E402
 
 ZS = str(Path(sys.executable).with_name("zs2020"))
+# Every variant states the settings it compares, so a row means the same whatever the preset's
+# defaults become. UNITS: the demo's unit system (VQ-VAE-2 with contrastive coding, see
+# benchmarks/ablate_units.py); VOCODER: method 1 as first built (700 steps on the frozen unit
+# system's reconstructions of the target voices, no STFT loss).
+UNITS = ["system=vqvae2", "vqvae.model.cpc_steps=6", "vqvae.loss.cpc=1.0", "vqvae.model.bottom_codes=512",
+         "vqvae.model.bottom_sees_top=false", "vqvae.model.bottom_encoder=frames", "vqvae.loss.cycle_codes=0.0",
+         "vqvae.loss.cycle_recon=0.0", "vqvae.loss.cycle_speaker=0.0", "vqvae.model.classifier_hidden=0"]
+VOCODER = ["melgan.train.method=separate", "melgan.train.input_mels=vqvae", "melgan.loss.stft=0.0",
+           "melgan.train.speakers=targets", "melgan.train.steps=700", "melgan.train.warmup_steps=500"]
 CYCLE = ["vqvae.loss.cycle_codes=1.0", "vqvae.loss.cycle_recon=1.0"]
 CYCLE_SPEAKER = CYCLE + ["vqvae.model.classifier_hidden=64", "vqvae.loss.cycle_speaker=0.1"]
 GROUND_TRUTH = ["melgan.train.input_mels=ground_truth"]
-# name -> (unit-system overrides, vocoder overrides)
-VARIANTS: dict[str, tuple[list[str], list[str]]] = {
+NO_MI = ["vqmivc.loss.mi_content_speaker=0", "vqmivc.loss.mi_content_pitch=0", "vqmivc.loss.mi_pitch_speaker=0"]
+# name -> (unit-system overrides, vocoder overrides), each on top of UNITS and VOCODER
+VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODER + vocoder) for name, (units, vocoder) in {
     "m1": ([], []),
     "m1_real_mels": ([], GROUND_TRUTH),
     "m1_stft": ([], ["melgan.loss.stft=2.0"]),
     "m1_all_speakers": ([], ["melgan.train.speakers=all"]),
+    "m1_long": ([], ["melgan.train.steps=1400", "melgan.train.warmup_steps=1000"]),
     "m2": ([], ["melgan.train.method=finetune"] + GROUND_TRUTH),
-    "m3": ([], ["melgan.train.method=joint", "melgan.loss.vqvae=45"] + GROUND_TRUTH),
+    "m3": ([], ["melgan.train.method=joint", "melgan.loss.vqvae=45", "melgan.train.steps=900",
+                "melgan.train.warmup_steps=650"] + GROUND_TRUTH),     # about the CPU time of m1 with its unit system
     "m1_cycle": (CYCLE, []),
     "m1_cycle_speaker": (CYCLE_SPEAKER, []),
     "vqmivc": (["system=vqmivc"], []),
-    "vqmivc_no_mi": (["system=vqmivc", "vqmivc.loss.mi_content_speaker=0", "vqmivc.loss.mi_content_pitch=0",
-                      "vqmivc.loss.mi_pitch_speaker=0"], []),
-}
+    "vqmivc_no_mi": (["system=vqmivc"] + NO_MI, []),
+}.items()}
 COLUMNS = [("share_closer_to_target", "closer to target", 2), ("sim_target_converted", "sim. target", 3),
            ("sim_source_converted", "sim. source", 3), ("cer_converted", "CER", 3), ("wer_converted", "WER", 3),
            ("mcd_converted", "MCD dB", 2), ("dnsmos_converted", "DNSMOS", 2),
@@ -69,7 +80,8 @@ def run(command: list[str]) -> float:
 
 
 def train_units(args, overrides: list[str], seed: int) -> tuple[Path, float]:
-    folder = args.out / "units" / fingerprint(overrides, seed, args.preset)
+    config = load_config(args.preset, overrides)
+    folder = args.out / "units" / fingerprint(config.system, config.vqvae, config.vqmivc, seed)
     timing = folder / "train_minutes.json"
     minutes = run([ZS, "train-vqvae", "--features", str(args.features), "--out", str(folder / "vqvae"), "--config",
                    args.preset, "--quiet", f"seed={seed}", *overrides])
@@ -81,7 +93,9 @@ def train_units(args, overrides: list[str], seed: int) -> tuple[Path, float]:
 def run_variant(args, name: str, seed: int) -> dict:
     units, vocoder = VARIANTS[name]
     features = [FeatureStore(p).fingerprint for p in sorted(args.features.glob("*.h5"))]
-    identity = fingerprint(args.preset, units, vocoder, seed, features, args.lines, args.trials)
+    config = load_config(args.preset, units + vocoder)
+    identity = fingerprint(config.system, config.vqvae, config.vqmivc, config.melgan, config.features, seed, features,
+                           args.lines, args.trials)
     folder = args.out / name / f"seed{seed}"
     cached = folder / "result.json"
     if cached.is_file() and json.loads(cached.read_text()).get("identity") == identity:
