@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +38,7 @@ from pipeline.features import FeatureStore, feature_spec  # noqa: E402
 from pipeline.systems.encoding import encode_wavs  # noqa: E402
 from pipeline.units.reports import leakage_report  # noqa: E402
 from pipeline.units.source import encode_splits  # noqa: E402
+from timing import timed_stage  # noqa: E402
 
 ZS = str(Path(sys.executable).with_name("zs2020"))
 # Every variant states the settings it is about, so a row means the same whatever the preset's
@@ -113,16 +112,9 @@ def evaluate_variant(run: Path, dataset: Path, task: LanguageTask) -> dict:
 
 def train(features: Path, run: Path, preset: str, overrides: list[str], seed: int) -> float:
     """Train (or find trained) one variant; returns the minutes its training took."""
-    timing = run / "train_minutes.json"
     command = [ZS, "train-vqvae", "--features", str(features), "--out", str(run / "vqvae"), "--config", preset,
                "--quiet", f"seed={seed}", *overrides]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"training failed: {done.stderr.strip()[-500:]}")
-    if "up to date" not in done.stdout or not timing.is_file():
-        timing.write_text(json.dumps({"minutes": (time.perf_counter() - start) / 60}))
-    return json.loads(timing.read_text())["minutes"]
+    return timed_stage(command, run / "vqvae" / "checkpoint.pt", run / "train_minutes.json")
 
 
 def variant_identity(preset: str, overrides: list[str], seed: int) -> str:

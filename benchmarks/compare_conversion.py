@@ -32,6 +32,7 @@ from pipeline.core.stamp import fingerprint  # noqa: E402
 from pipeline.evaluation.oneshot import OneShotPlan, one_shot_measures  # noqa: E402
 from pipeline.evaluation.speech import speech_measures  # noqa: E402
 from pipeline.features import FeatureStore, feature_spec  # noqa: E402
+from timing import timed_stage  # noqa: E402
 
 ZS = str(Path(sys.executable).with_name("zs2020"))
 # Every variant states the settings it compares, so a row means the same whatever the preset's
@@ -82,12 +83,11 @@ def run(command: list[str]) -> float:
 def train_units(args, overrides: list[str], seed: int) -> tuple[Path, float]:
     config = load_config(args.preset, overrides)
     folder = args.out / "units" / fingerprint(config.system, config.vqvae, config.vqmivc, seed)
-    timing = folder / "train_minutes.json"
-    minutes = run([ZS, "train-vqvae", "--features", str(args.features), "--out", str(folder / "vqvae"), "--config",
-                   args.preset, "--quiet", f"seed={seed}", *overrides])
-    if minutes or not timing.is_file():
-        timing.write_text(json.dumps({"minutes": minutes, "overrides": overrides, "seed": seed}))
-    return folder / "vqvae" / "checkpoint.pt", json.loads(timing.read_text())["minutes"]
+    checkpoint = folder / "vqvae" / "checkpoint.pt"
+    minutes = timed_stage([ZS, "train-vqvae", "--features", str(args.features), "--out", str(folder / "vqvae"),
+                           "--config", args.preset, "--quiet", f"seed={seed}", *overrides],
+                          checkpoint, folder / "train_minutes.json", overrides=overrides, seed=seed)
+    return checkpoint, minutes
 
 
 def run_variant(args, name: str, seed: int) -> dict:

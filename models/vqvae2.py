@@ -260,16 +260,26 @@ class VQVAE2(nn.Module):
         """Convert the batch to the ``target`` speakers, encode the result again and convert it
         back: the re-encoded bottom codes must match the source's (the units carry no voice) and
         the round trip must give the source mel back. The codebooks are not updated by converted
-        mels (the quantizers run in eval mode; the straight-through gradient still flows)."""
+        mels (the quantizers run in eval mode; the straight-through gradient still flows).
+
+        The re-encoding judges the converted mel with the encoder as it is: its weights get no
+        gradient from it, only the decoder (and, through the first decoding, the source's codes)
+        does. Letting the encoder follow as well made a feedback loop (encoder, codebook and decoder
+        grew together until the demo run's losses reached 1e25)."""
         t = mel.shape[-1]
         converted = self.decode(enc.top.quantized, enc.bottom.quantized, target, t)
         quantizers = (self.quant_top, self.quant_bottom)
         modes = [q.training for q in quantizers]
+        params = [p for p in self.parameters() if p.requires_grad]
         for q in quantizers:
             q.eval()
+        for p in params:
+            p.requires_grad_(False)
         try:
             again = self.encode(converted)
         finally:
+            for p in params:
+                p.requires_grad_(True)
             for q, mode in zip(quantizers, modes):
                 q.train(mode)
         code_loss = F.mse_loss(again.prequant, enc.bottom.quantized.detach())

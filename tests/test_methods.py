@@ -89,6 +89,9 @@ def test_cycle_losses_reach_encoder_and_decoder_but_train_the_classifier_on_real
     cycle = model.cycle(mel, enc, speaker, target)
     assert cycle.converted.shape == mel.shape
     assert torch.equal(model.quant_bottom.embed, codebook)      # converted mels never move the codebooks
+    assert all(p.requires_grad for p in model.parameters())       # the frozen re-encoding restores its weights
+    again = model.encode(cycle.converted.detach())
+    assert again.prequant.requires_grad                           # ... so a real encoding trains the encoder again
     (cycle.code_loss + cycle.recon_loss).backward(retain_graph=True)
     assert model.enc_bottom[0].weight.grad.abs().sum() > 0 and model.decoder[0].weight.grad.abs().sum() > 0
     model.zero_grad()
@@ -97,6 +100,17 @@ def test_cycle_losses_reach_encoder_and_decoder_but_train_the_classifier_on_real
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.classifier.parameters())
     cycle.classifier_loss.backward()
     assert all(p.grad.abs().sum() > 0 for p in model.classifier.parameters())
+
+
+def test_cycle_code_loss_trains_the_decoder_not_the_re_encoding():
+    torch.manual_seed(0)
+    model = VQVAE2(CYCLE).train()
+    mel = torch.randn(2, 80, 12) - 2
+    with torch.no_grad():
+        enc = model.encode(mel)                                     # source codes as constants
+    model.cycle(mel, enc, torch.tensor([0, 1]), torch.tensor([1, 0])).code_loss.backward()
+    assert model.decoder[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.enc_bottom.parameters())
 
 
 def test_cycle_training_logs_its_terms_and_switches_off(tiny_features, tiny_config, tmp_path):

@@ -1,0 +1,23 @@
+"""Training minutes that survive re-runs: the benchmarks call stages that skip themselves when
+their output is up to date (silently under --quiet), so the minutes of a training are recorded
+beside its checkpoint when the checkpoint is written, and read back when it is found up to date."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+
+def timed_stage(command: list[str], product: Path, timing: Path, **note) -> float:
+    """Run ``command`` (a `zs2020` stage that writes ``product``); the minutes it took to make
+    ``product``, from ``timing`` when the stage left it untouched."""
+    before = product.stat().st_mtime_ns if product.is_file() else None
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(Path(c).name for c in command[:2])} failed: {done.stderr.strip()[-600:]}")
+    minutes = (time.perf_counter() - start) / 60
+    if before is None or product.stat().st_mtime_ns != before or not timing.is_file():
+        timing.write_text(json.dumps({"minutes": minutes, **note}))
+    return json.loads(timing.read_text())["minutes"]
