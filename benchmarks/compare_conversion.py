@@ -56,6 +56,7 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODE
     "m1_all_speakers": ([], ["melgan.train.speakers=all"]),
     "m1_long": ([], ["melgan.train.steps=1400", "melgan.train.warmup_steps=1000"]),
     "m2": ([], ["melgan.train.method=finetune"] + GROUND_TRUTH),
+    "m2_stft": ([], ["melgan.train.method=finetune", "melgan.loss.stft=2.0"] + GROUND_TRUTH),
     "m3": ([], ["melgan.train.method=joint", "melgan.loss.vqvae=45", "melgan.train.steps=900",
                 "melgan.train.warmup_steps=650"] + GROUND_TRUTH),     # about the CPU time of m1 with its unit system
     "m1_cycle": (CYCLE, []),
