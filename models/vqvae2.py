@@ -264,8 +264,8 @@ class VQVAE2(nn.Module):
 
         The re-encoding judges the converted mel with the encoder as it is: its weights get no
         gradient from it, only the decoder (and, through the first decoding, the source's codes)
-        does. Letting the encoder follow as well made a feedback loop (encoder, codebook and decoder
-        grew together until the demo run's losses reached 1e25)."""
+        does. With the encoder trained through the re-encoding as well, the demo run diverged (its
+        losses reached 1e25 by step 3000)."""
         t = mel.shape[-1]
         converted = self.decode(enc.top.quantized, enc.bottom.quantized, target, t)
         quantizers = (self.quant_top, self.quant_bottom)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Cross-check our DTW-cosine ABX (pipeline/abx.py) against zerospeech-libriabx2 (``zrc_abx2``).
+"""Cross-check our DTW-cosine ABX (pipeline/evaluation/abx.py) against zerospeech-libriabx2 (``zrc_abx2``).
 
 Both score the same excerpt items of a dataset (by default the demo corpus) with the same
 baseline features (our log-mel and MFCC, from pipeline/evaluation/baselines.py), across speakers, within

@@ -23,7 +23,7 @@ Extras that only the demo corpus has (the real data lacks them; every accessor r
     ../../manifest.json                  (ROOT/manifest.json) generator version, scale, counts
 
 Demo test/ holds long utterances (the bitrate list, synthesis sources) and short excerpts, each an
-exact sample slice of a long utterance spanning a triphone (``pipeline/corpus_abx.py``).
+exact sample slice of a long utterance spanning a triphone (``pipeline/corpus/excerpts.py``).
 
 Speaker = file-name prefix before the first ``_``. Speaker ids are the sorted training speakers.
 """

@@ -1,7 +1,7 @@
 """``zs2020 corpus``: synthesize the offline demo corpus in the ZeroSpeech 2019 layout.
 
 Offline text-to-speech (flite, festival, espeak-ng) reads public-domain sentences as many
-pseudo-speakers; the result follows the layout documented in ``pipeline/dataset.py``, extras
+pseudo-speakers; the result follows the layout documented in ``pipeline/contract/dataset.py``, extras
 included (phone alignments, transcripts, target-voice references, ABX excerpts and item files,
 official-format file lists). Modules: ``corpus_text`` (sentences), ``corpus_engines`` (TTS + sox),
 ``corpus_phones`` (labels, alignments), ``corpus_plan`` (speakers, who says what),
