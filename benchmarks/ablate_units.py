@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from pipeline.features import FeatureStore, feature_spec  # noqa: E402
 from pipeline.systems.encoding import encode_wavs  # noqa: E402
 from pipeline.units.reports import leakage_report  # noqa: E402
 from pipeline.units.source import encode_splits  # noqa: E402
-from timing import timed_stage  # noqa: E402
+from common import mean_range, timed_stage  # noqa: E402
 
 ZS = str(Path(sys.executable).with_name("zs2020"))
 # Every variant states the settings it is about, so a row means the same whatever the preset's
@@ -157,12 +156,6 @@ def baseline(args, task: LanguageTask) -> float:
     return value
 
 
-def spread(values: list[float], digits: int) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--features", type=Path, default=Path("data/runs/demo/features"))
@@ -202,11 +195,11 @@ def main() -> None:
     for name, results in rows:
         col = lambda key: [r[key] for r in results]  # noqa: E731
         print("| " + " | ".join([
-            name, ",".join(str(r["seed"]) for r in results), str(results[0]["steps"]), spread(col("minutes"), 1),
-            spread(col("abx_codes"), 2), spread([v / mfcc for v in col("abx_codes")], 2),
-            spread(col("abx_prequant"), 2), spread(col("abx_top"), 2), spread(col("bitrate"), 0),
-            spread(col("codes_used"), 0), spread(col("perplexity"), 0), spread(col("leakage_bottom"), 3),
-            spread(col("leakage_top"), 3)]) + " |")
+            name, ",".join(str(r["seed"]) for r in results), str(results[0]["steps"]), mean_range(col("minutes"), 1),
+            mean_range(col("abx_codes"), 2), mean_range([v / mfcc for v in col("abx_codes")], 2),
+            mean_range(col("abx_prequant"), 2), mean_range(col("abx_top"), 2), mean_range(col("bitrate"), 0),
+            mean_range(col("codes_used"), 0), mean_range(col("perplexity"), 0), mean_range(col("leakage_bottom"), 3),
+            mean_range(col("leakage_top"), 3)]) + " |")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from pipeline.core.stamp import fingerprint  # noqa: E402
 from pipeline.evaluation.oneshot import OneShotPlan, one_shot_measures  # noqa: E402
 from pipeline.evaluation.speech import speech_measures  # noqa: E402
 from pipeline.features import FeatureStore, feature_spec  # noqa: E402
-from timing import timed_stage  # noqa: E402
+from common import mean_range, timed_stage  # noqa: E402
 
 ZS = str(Path(sys.executable).with_name("zs2020"))
 # Every variant states the settings it compares, so a row means the same whatever the preset's
@@ -130,14 +129,6 @@ def run_variant(args, name: str, seed: int) -> dict:
     return result
 
 
-def cell(values: list[float], digits: int) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--features", type=Path, default=Path("data/runs/demo/features"))
@@ -169,8 +160,8 @@ def main() -> None:
     print("|---|---|---|" + "---|" * len(COLUMNS))
     for name, results in rows:
         minutes = [r["unit_minutes"] + r["vocoder_minutes"] for r in results]
-        print(f"| {name} | {','.join(str(r['seed']) for r in results)} | {cell(minutes, 1)} | "
-              + " | ".join(cell([r[k] for r in results if k in r], d) for k, _, d in COLUMNS) + " |")
+        print(f"| {name} | {','.join(str(r['seed']) for r in results)} | {mean_range(minutes, 1)} | "
+              + " | ".join(mean_range([r[k] for r in results if k in r], d) for k, _, d in COLUMNS) + " |")
 
 
 if __name__ == "__main__":

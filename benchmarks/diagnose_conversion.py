@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from pipeline.core.layout import RunLayout  # noqa: E402
 from pipeline.evaluation.speech import speech_measures  # noqa: E402
 from pipeline.features import logmel  # noqa: E402
 from pipeline.systems.converter import LOUDNESS_DBFS, Converter  # noqa: E402
+from common import mean_range  # noqa: E402
 
 ROWS = {
     "a": "(a) target voice's own wav",
@@ -114,15 +114,7 @@ def main() -> None:
     print("| rendering | " + " | ".join(label for _, label, _ in COLUMNS) + " |")
     print("|---|" + "---|" * len(COLUMNS))
     for row, label in ROWS.items():
-        cells = []
-        for key, _, digits in COLUMNS:
-            values = [s[key] for s in summaries[row] if key in s]
-            if not values:
-                cells.append("–")
-            elif len(values) == 1:
-                cells.append(f"{values[0]:.{digits}f}")
-            else:
-                cells.append(f"{statistics.mean(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})")
+        cells = [mean_range([s[key] for s in summaries[row] if key in s], digits) for key, _, digits in COLUMNS]
         print(f"| {label} | " + " | ".join(cells) + " |")
     if args.json:
         args.json.write_text(json.dumps(summaries, indent=1))

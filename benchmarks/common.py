@@ -1,9 +1,13 @@
-"""Training minutes that survive re-runs: the benchmarks call stages that skip themselves when
-their output is up to date (silently under --quiet), so the minutes of a training are recorded
-beside its checkpoint when the checkpoint is written, and read back when it is found up to date."""
+"""What the research benchmarks (ablate_units, compare_conversion, diagnose_conversion) share:
+training minutes that survive re-runs, and one way to print a cell measured over several seeds.
+
+The benchmarks call stages that skip themselves when their output is up to date (silently under
+--quiet), so the minutes of a training are recorded beside its checkpoint when the checkpoint is
+written, and read back when it is found up to date."""
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -21,3 +25,12 @@ def timed_stage(command: list[str], product: Path, timing: Path, **note) -> floa
     if before is None or product.stat().st_mtime_ns != before or not timing.is_file():
         timing.write_text(json.dumps({"minutes": minutes, **note}))
     return json.loads(timing.read_text())["minutes"]
+
+
+def mean_range(values: list[float], digits: int) -> str:
+    """A table cell: the value, or the mean with the range over seeds; "–" when nothing was measured."""
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
