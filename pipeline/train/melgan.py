@@ -57,7 +57,7 @@ from pipeline.features import open_feature_dir, prepare_audio
 from pipeline.systems.vocoders import KIND
 from pipeline.systems.unit_systems import load_unit_system
 from pipeline.systems.vqvae import VQVAE
-from pipeline.train.vqvae import mel_statistics, model_config
+from pipeline.train.vqvae import mel_statistics, model_config, unit_objective
 
 # Keys that may change without invalidating a run (more steps extends it; logging is cosmetic).
 _RESUMABLE_KEYS = ("steps", "checkpoint_every", "log_every", "validate_every", "num_samples", "sample_frames")
@@ -158,12 +158,8 @@ class UnitModel:
         for quantizer in (self.model.quant_top, self.model.quant_bottom):
             quantizer.train(not self.frozen_codebooks and self.model.training)
         out = self.model(mel, self.ids[ids])
-        loss = self.config.loss.recon * out.recon_loss + out.commit_loss
-        metrics = {"vq_recon": out.recon_loss.item()}
-        if out.cpc is not None:
-            loss = loss + self.config.loss.cpc * out.cpc.loss
-            metrics["vq_cpc"] = out.cpc.loss.item()
-        return out.mel.float(), loss, metrics
+        loss, metrics = unit_objective(out, self.config.loss)
+        return out.mel.float(), loss, {f"vq_{name}": value for name, value in metrics.items()}
 
 
 class MelGANTrainer:

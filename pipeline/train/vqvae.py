@@ -182,14 +182,7 @@ def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch, co
         group["lr"] = learning_rate(tcfg, step)
     with autocast(device, amp):
         out = net(mel, spk)
-    loss = weights.recon * out.recon_loss.float() + out.commit_loss
-    metrics = {"recon": out.recon_loss.item(), "commit": out.commit_loss.item()}
-    if out.cpc is not None:
-        loss = loss + weights.cpc * out.cpc.loss.float()
-        metrics.update(cpc=out.cpc.loss.item(), cpc_acc=out.cpc.accuracy.item())
-    if out.adversary is not None:
-        loss = loss + weights.adversary * out.adversary[0].float()
-        metrics.update(adv=out.adversary[0].item(), adv_acc=out.adversary[1].item())
+    loss, metrics = unit_objective(out, weights)
     if weights.cycle:
         model = net.module if hasattr(net, "module") else net
         cycle = model.cycle(mel, out.encoded, spk, other_speakers(spk, model.cfg.num_speakers))
@@ -207,6 +200,21 @@ def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch, co
     return {"loss": loss.item(), **metrics,
             "ppl_b": enc.bottom.perplexity.item(), "ppl_t": enc.top.perplexity.item(),
             "used_b": enc.bottom.codes_in_use.item(), "used_t": enc.top.codes_in_use.item()}
+
+
+def unit_objective(out, weights) -> tuple[torch.Tensor, dict]:
+    """The VQ-VAE-2's own loss from one forward pass (``VQVAE2Output``): weighted reconstruction,
+    commitment, contrastive coding and speaker adversary, with their metrics. Used by its own
+    training and by the vocoder's methods 2 and 3, which train it beside the vocoder."""
+    loss = weights.recon * out.recon_loss.float() + out.commit_loss
+    metrics = {"recon": out.recon_loss.item(), "commit": out.commit_loss.item()}
+    if out.cpc is not None:
+        loss = loss + weights.cpc * out.cpc.loss.float()
+        metrics.update(cpc=out.cpc.loss.item(), cpc_acc=out.cpc.accuracy.item())
+    if out.adversary is not None:
+        loss = loss + weights.adversary * out.adversary[0].float()
+        metrics.update(adv=out.adversary[0].item(), adv_acc=out.adversary[1].item())
+    return loss, metrics
 
 
 def other_speakers(speaker: torch.Tensor, num_speakers: int) -> torch.Tensor:
