@@ -10,6 +10,13 @@ scales; each returns all its layer activations (the last one is the score map), 
 feature-matching loss needs. ``max_channels`` caps the width so a small discriminator stays
 small (with the paper's 1024 cap even ndf 8 gives 5.5M parameters).
 
+Output heads: ``waveform`` (the paper's kernel-7 convolution and tanh; the ratios multiply to the
+hop) or ``istft`` (as in iSTFTNet and Vocos: the last layer predicts a log-magnitude and a phase
+spectrum per step and an inverse STFT makes the samples, so the ratios multiply to
+``hop / istft_hop``; with no ratios at all every layer runs at the frame rate, which is far cheaper
+on a CPU than convolutions at 16 kHz). ``frame_blocks`` residual blocks run at the frame rate
+before any upsampling (the whole network when there is none).
+
 Optional speaker conditioning: a learnt embedding broadcast over time and concatenated to
 the mel input (``n_speakers > 0``).
 """
@@ -64,24 +71,60 @@ def upsample_layer(channels_in: int, channels_out: int, ratio: int) -> nn.Module
                                   padding=ratio // 2 + ratio % 2, output_padding=ratio % 2))
 
 
+class ISTFTHead(nn.Module):
+    """(batch, channels, steps) -> (batch, steps * hop) samples through a predicted spectrum.
+
+    Step j's spectrum is centred on sample ``j * hop + hop / 2``, the centre of a ``LogMel``
+    frame: the first step is repeated in front (a centred inverse STFT puts step j at j * hop)
+    and half a hop is cut from the start."""
+
+    def __init__(self, channels: int, n_fft: int, hop: int):
+        super().__init__()
+        if n_fft < hop or n_fft % 2:
+            raise ValueError(f"istft n_fft {n_fft} must be even and at least the hop {hop}")
+        self.n_fft, self.hop = n_fft, hop
+        self.proj = _wn(nn.Conv1d(channels, n_fft + 2, kernel_size=1))
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        steps = x.shape[-1]
+        x = torch.cat([x[..., :1], x], dim=-1)
+        log_magnitude, phase = self.proj(x).float().chunk(2, dim=1)
+        # exp(7) ~ 1100 is well above a full-scale sine's peak bin, so the cap only stops overflow.
+        spectrum = torch.polar(torch.exp(log_magnitude.clamp(max=7.0)), phase)
+        wav = torch.istft(spectrum, self.n_fft, self.hop, self.n_fft, self.window, center=True,
+                          length=(steps + 1) * self.hop)
+        start = self.hop // 2
+        return wav[:, start:start + steps * self.hop].clamp(-1.0, 1.0)
+
+
 class Generator(nn.Module):
-    """(batch, n_mels, frames) log-mel [+ speaker ids] -> (batch, frames * prod(ratios)) waveform."""
+    """(batch, n_mels, frames) log-mel [+ speaker ids] -> (batch, frames * hop) waveform."""
 
     def __init__(self, n_mels: int = 80, ngf: int = 32, ratios: Sequence[int] = (5, 4, 4, 2),
-                 n_residual: int = 3, n_speakers: int = 0, speaker_dim: int = 16):
+                 n_residual: int = 3, n_speakers: int = 0, speaker_dim: int = 16, head: str = "waveform",
+                 istft_fft: int = 0, istft_hop: int = 1, frame_blocks: int = 0):
         super().__init__()
+        if head not in ("waveform", "istft"):
+            raise ValueError(f"unknown generator head {head!r}")
+        if head == "waveform" and not ratios:
+            raise ValueError("a waveform head needs upsampling ratios")
         self.ratios = tuple(int(r) for r in ratios)
-        self.hop = math.prod(self.ratios)
+        self.hop = math.prod(self.ratios) * (int(istft_hop) if head == "istft" else 1)
         self.n_speakers = int(n_speakers)
         self.speaker_embedding = nn.Embedding(n_speakers, speaker_dim) if n_speakers > 0 else None
         channels = ngf * 2 ** len(self.ratios)
         layers: list[nn.Module] = [Pad(3), _wn(nn.Conv1d(n_mels + (speaker_dim if n_speakers > 0 else 0),
                                                          channels, kernel_size=7))]
+        layers += [ResidualBlock(channels, 3 ** (j % 3)) for j in range(frame_blocks)]
         for ratio in self.ratios:
             layers += [nn.LeakyReLU(0.2), upsample_layer(channels, channels // 2, ratio)]
             channels //= 2
             layers += [ResidualBlock(channels, 3 ** j) for j in range(n_residual)]
-        layers += [nn.LeakyReLU(0.2), Pad(3), _wn(nn.Conv1d(channels, 1, kernel_size=7)), nn.Tanh()]
+        if head == "waveform":
+            layers += [nn.LeakyReLU(0.2), Pad(3), _wn(nn.Conv1d(channels, 1, kernel_size=7)), nn.Tanh()]
+        else:
+            layers += [nn.LeakyReLU(0.2), ISTFTHead(channels, int(istft_fft), int(istft_hop))]
         self.net = nn.Sequential(*layers)
 
     def forward(self, mel: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
@@ -90,7 +133,7 @@ class Generator(nn.Module):
                 raise ValueError("this generator is speaker-conditioned: pass speaker ids")
             emb = self.speaker_embedding(speaker.view(-1))[:, :, None].expand(-1, -1, mel.shape[-1])
             mel = torch.cat([mel, emb.expand(mel.shape[0], -1, -1)], dim=1)
-        return self.net(mel).squeeze(1)
+        return self.net(mel).reshape(mel.shape[0], -1)
 
 
 class WindowDiscriminator(nn.Module):

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from models.gan_losses import (MelL1Loss, MultiResolutionSTFTLoss, discriminator_hinge_loss, feature_matching_loss,
                                generator_hinge_loss)
-from models.melgan import Generator, MultiScaleDiscriminator, count_parameters, remove_weight_norm
+from models.melgan import Generator, ISTFTHead, MultiScaleDiscriminator, count_parameters, remove_weight_norm
 from pipeline.core.checkpoint import load_checkpoint
 from pipeline.core.errors import UserError
 from tests.fixtures_config import SPEC
@@ -31,6 +31,58 @@ def test_generator_output_is_exactly_frames_times_hop(ratios):
             wav = gen(torch.randn(2, 80, frames))
         assert wav.shape == (2, frames * 160)
         assert torch.all(wav.abs() <= 1) and torch.isfinite(wav).all()
+
+
+@pytest.mark.parametrize("ratios,istft_fft,istft_hop", [((), 640, 160), ((5, 4), 32, 8)])
+def test_istft_generator_output_is_exactly_frames_times_hop(ratios, istft_fft, istft_hop):
+    torch.manual_seed(0)
+    gen = Generator(n_mels=80, ngf=8, ratios=ratios, n_residual=1, head="istft", istft_fft=istft_fft,
+                    istft_hop=istft_hop, frame_blocks=2).eval()
+    assert gen.hop == 160
+    for frames in (1, 2, 7, 33):
+        with torch.no_grad():
+            wav = gen(torch.randn(2, 80, frames))
+        assert wav.shape == (2, frames * 160)
+        assert torch.all(wav.abs() <= 1) and torch.isfinite(wav).all()
+    with torch.no_grad():
+        before = gen(torch.randn(1, 80, 9, generator=torch.Generator().manual_seed(1)))
+        after = remove_weight_norm(gen)(torch.randn(1, 80, 9, generator=torch.Generator().manual_seed(1)))
+    assert torch.allclose(before, after, atol=1e-5)
+
+
+def spectrum_head(n_fft: int, hop: int) -> ISTFTHead:
+    """An istft head whose input is the spectrum itself (log-magnitudes, then phases)."""
+    head = ISTFTHead(n_fft + 2, n_fft, hop).eval()
+    head.proj = torch.nn.Identity()
+    return head
+
+
+def test_istft_head_centres_each_step_on_its_logmel_frame():
+    # LogMel frame k is centred on sample k * hop + hop / 2: one step with energy must put its
+    # samples' centre of mass there.
+    n_fft, hop, steps, lit = 640, 160, 12, 6
+    head = spectrum_head(n_fft, hop)
+    spectrum = torch.zeros(1, n_fft + 2, steps)
+    spectrum[:, :n_fft // 2 + 1] = -30.0                 # log-magnitude: silence ...
+    spectrum[:, 20:40, lit] = 0.0                        # ... but for a band in one step
+    with torch.no_grad():
+        wav = head(spectrum)[0]
+    energy = wav.double() ** 2
+    centre = (energy * torch.arange(len(wav))).sum() / energy.sum()
+    assert abs(centre.item() - (lit * hop + hop / 2)) < 2
+
+
+def test_istft_training_lowers_the_spectral_loss(tiny_features, tiny_corpus, tiny_config, tmp_path):
+    from pipeline.train.melgan import train
+    from pipeline.systems.vocoders import MelGANVocoder
+    config = short_config(tiny_config, 12, "melgan.generator.head=istft", "melgan.generator.ratios=[]",
+                          "melgan.generator.ngf=32", "melgan.generator.frame_blocks=2",
+                          "melgan.train.warmup_steps=12")
+    path = train(tiny_features, tiny_corpus, tmp_path, config, progress=False)
+    history = load_checkpoint(path, kind="melgan")["history"]
+    assert np.mean([r["mel_l1"] for r in history[-3:]]) < np.mean([r["mel_l1"] for r in history[:3]])
+    vocoder = MelGANVocoder(path, torch.device("cpu"))
+    assert vocoder(torch.full((80, 5), -2.0), "V001").shape == (5 * 160,)
 
 
 def test_removing_weight_norm_keeps_outputs():

@@ -392,10 +392,25 @@ class VQMIVC(Section):
 
 @dataclass(frozen=True)
 class Generator(Section):
+    head: Literal["waveform", "istft"] = key()    # waveform: tanh samples; istft: a predicted spectrum, inverted
     ngf: int = key(ge=1)
     n_residual: int = key(ge=0)
-    ratios: list[int] = key(ge=1, min_items=1)
+    frame_blocks: int = key(ge=0)                 # residual blocks at the frame rate, before any upsampling
+    ratios: list[int] = key(ge=1)                 # upsampling; they multiply to the hop (istft: hop / istft_hop)
+    istft_fft: int = key(ge=2)                    # the istft head's FFT size (unused by the waveform head)
+    istft_hop: int = key(ge=1)                    # the istft head's hop in samples (unused by the waveform head)
     speaker_dim: int = key(ge=1)
+
+    @property
+    def hop(self) -> int:
+        """Samples per input frame."""
+        return math.prod(self.ratios) * (self.istft_hop if self.head == "istft" else 1)
+
+    def check(self, where):
+        if self.head == "waveform" and not self.ratios:
+            raise _bad(f"{where}.ratios", self.ratios, "at least one upsampling ratio with head waveform")
+        if self.head == "istft" and (self.istft_fft % 2 or self.istft_fft < self.istft_hop):
+            raise _bad(f"{where}.istft_fft", self.istft_fft, f"an even size of at least istft_hop ({self.istft_hop})")
 
 
 @dataclass(frozen=True)

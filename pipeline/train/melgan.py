@@ -171,10 +171,11 @@ class MelGANTrainer:
         self.unit = unit
         self.cfg, self.spec, self.speakers, self.device = cfg, spec, speakers, device
         self.amp = config.runtime.amp
-        hop = int(np.prod(cfg.generator.ratios))
+        hop = cfg.generator.hop
         if hop != spec.hop_length:
-            raise UserError(f"config key melgan.generator.ratios: they multiply to {hop}, but the feature hop is "
-                            f"{spec.hop_length}")
+            extra = " times istft_hop" if cfg.generator.head == "istft" else ""
+            raise UserError(f"config key melgan.generator.ratios: they{extra} multiply to {hop}, but the feature hop "
+                            f"is {spec.hop_length}")
         self.generator_args = generator_args(cfg, spec.n_mels, len(speakers) if cfg.speaker_conditioned else 0)
         self.generator = Generator(**self.generator_args).to(device)
         d = cfg.discriminator
@@ -336,7 +337,8 @@ def generator_args(cfg: MelGAN, n_mels: int, n_speakers: int) -> dict:
     rebuilds it without any config)."""
     g = cfg.generator
     return {"n_mels": n_mels, "ngf": g.ngf, "ratios": list(g.ratios), "n_residual": g.n_residual,
-            "n_speakers": n_speakers, "speaker_dim": g.speaker_dim}
+            "n_speakers": n_speakers, "speaker_dim": g.speaker_dim, "head": g.head, "istft_fft": g.istft_fft,
+            "istft_hop": g.istft_hop, "frame_blocks": g.frame_blocks}
 
 
 def run_fingerprint(config: Config, spec: FeatureSpec, data_ids: list[str]) -> str:
