@@ -401,11 +401,6 @@ class Generator(Section):
     istft_hop: int = key(ge=1)                    # the istft head's hop in samples (unused by the waveform head)
     speaker_dim: int = key(ge=1)
 
-    @property
-    def hop(self) -> int:
-        """Samples per input frame."""
-        return math.prod(self.ratios) * (self.istft_hop if self.head == "istft" else 1)
-
     def check(self, where):
         if self.head == "waveform" and not self.ratios:
             raise _bad(f"{where}.ratios", self.ratios, "at least one upsampling ratio with head waveform")

@@ -171,13 +171,12 @@ class MelGANTrainer:
         self.unit = unit
         self.cfg, self.spec, self.speakers, self.device = cfg, spec, speakers, device
         self.amp = config.runtime.amp
-        hop = cfg.generator.hop
-        if hop != spec.hop_length:
-            extra = " times istft_hop" if cfg.generator.head == "istft" else ""
-            raise UserError(f"config key melgan.generator.ratios: they{extra} multiply to {hop}, but the feature hop "
-                            f"is {spec.hop_length}")
         self.generator_args = generator_args(cfg, spec.n_mels, len(speakers) if cfg.speaker_conditioned else 0)
         self.generator = Generator(**self.generator_args).to(device)
+        if self.generator.hop != spec.hop_length:
+            extra = " times istft_hop" if cfg.generator.head == "istft" else ""
+            raise UserError(f"config key melgan.generator.ratios: they{extra} multiply to {self.generator.hop}, but the "
+                            f"feature hop is {spec.hop_length}")
         d = cfg.discriminator
         self.discriminator = MultiScaleDiscriminator(scales=d.scales, ndf=d.ndf, n_layers=d.layers,
                                                      downsample=d.downsample, max_channels=d.max_channels).to(device)
