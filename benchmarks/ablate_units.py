@@ -37,7 +37,7 @@ from pipeline.features import FeatureStore, feature_spec  # noqa: E402
 from pipeline.systems.encoding import encode_wavs  # noqa: E402
 from pipeline.units.reports import leakage_report  # noqa: E402
 from pipeline.units.source import encode_splits  # noqa: E402
-from common import mean_range, timed_stage  # noqa: E402
+from common import mean_range, timed_stage, unit_settings  # noqa: E402
 
 ZS = str(Path(sys.executable).with_name("zs2020"))
 # Every variant states the settings it is about, so a row means the same whatever the preset's
@@ -75,6 +75,10 @@ VARIANTS: dict[str, list[str]] = {name: ORIGINAL + changes for name, changes in 
     # the CLUB terms 100x (content-speaker) and 10x stronger, with estimators that fit faster
     "vqmivc_mi_strong": ["system=vqmivc", "vqmivc.loss.mi_content_speaker=1.0", "vqmivc.loss.mi_content_pitch=0.1",
                          "vqmivc.loss.mi_pitch_speaker=0.1", "vqmivc.mi.updates=3", "vqmivc.mi.lr=1.0e-3"],
+    # speaker perturbation of the content encoder's input (models/augment.py) instead of the MI terms
+    "vqmivc_warp": ["system=vqmivc", "vqmivc.perturb.warp=0.15"],
+    "vqmivc_warp_tilt": ["system=vqmivc", "vqmivc.perturb.warp=0.15", "vqmivc.perturb.tilt=0.15"],
+    "vqmivc_codes128": ["system=vqmivc", "vqmivc.model.codes=128"],
 }.items()}
 
 
@@ -122,7 +126,7 @@ def train(features: Path, run: Path, preset: str, overrides: list[str], seed: in
 def variant_identity(preset: str, overrides: list[str], seed: int) -> str:
     """What a result depends on: the resolved unit-system settings (whatever spelled them) and the seed."""
     config = load_config(preset, overrides)
-    return fingerprint(config.system, config.vqvae, config.vqmivc, config.features, seed)
+    return fingerprint(*unit_settings(config), config.features, seed)
 
 
 def features_identity(features: Path) -> list[str]:

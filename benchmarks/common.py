@@ -1,5 +1,6 @@
 """What the research benchmarks (ablate_units, compare_conversion, diagnose_conversion) share:
-training minutes that survive re-runs, and one way to print a cell measured over several seeds.
+training minutes that survive re-runs, the identity of a unit system's settings, and one way to
+print a cell measured over several seeds.
 
 The benchmarks call stages that skip themselves when their output is up to date (silently under
 --quiet), so the minutes of a training are recorded beside its checkpoint when the checkpoint is
@@ -25,6 +26,16 @@ def timed_stage(command: list[str], product: Path, timing: Path, **note) -> floa
     if before is None or product.stat().st_mtime_ns != before or not timing.is_file():
         timing.write_text(json.dumps({"minutes": minutes, **note}))
     return json.loads(timing.read_text())["minutes"]
+
+
+def unit_settings(config) -> list:
+    """What trained units depend on in a config: the system and both systems' sections. The
+    VQMIVC content perturbation enters only when it is on, so rows measured before the key
+    existed keep their identity."""
+    vqmivc = config.vqmivc.to_dict()
+    if not any(vqmivc["perturb"].values()):
+        del vqmivc["perturb"]
+    return [config.system, config.vqvae.to_dict(), vqmivc]
 
 
 def mean_range(values: list[float], digits: int) -> str:

@@ -31,7 +31,7 @@ from pipeline.core.stamp import fingerprint  # noqa: E402
 from pipeline.evaluation.oneshot import OneShotPlan, one_shot_measures  # noqa: E402
 from pipeline.evaluation.speech import speech_measures  # noqa: E402
 from pipeline.features import FeatureStore, feature_spec  # noqa: E402
-from common import mean_range, timed_stage  # noqa: E402
+from common import mean_range, timed_stage, unit_settings  # noqa: E402
 
 ZS = str(Path(sys.executable).with_name("zs2020"))
 # Every variant states the settings it compares, so a row means the same whatever the preset's
@@ -108,7 +108,7 @@ def run(command: list[str]) -> float:
 
 def train_units(args, overrides: list[str], seed: int) -> tuple[Path, float]:
     config = load_config(args.preset, overrides)
-    folder = args.out / "units" / fingerprint(config.system, config.vqvae, config.vqmivc, seed)
+    folder = args.out / "units" / fingerprint(*unit_settings(config), seed)
     checkpoint = folder / "vqvae" / "checkpoint.pt"
     minutes = timed_stage([ZS, "train-vqvae", "--features", str(args.features), "--out", str(folder / "vqvae"),
                            "--config", args.preset, "--quiet", f"seed={seed}", *overrides],
@@ -120,7 +120,7 @@ def run_variant(args, name: str, seed: int) -> dict:
     units, vocoder = VARIANTS[name]
     features = [FeatureStore(p).fingerprint for p in sorted(args.features.glob("*.h5"))]
     config = load_config(args.preset, units + vocoder)
-    identity = fingerprint(config.system, config.vqvae, config.vqmivc, vocoder_identity(config), config.features, seed, features,
+    identity = fingerprint(*unit_settings(config), vocoder_identity(config), config.features, seed, features,
                            args.lines, args.trials)
     folder = args.out / name / f"seed{seed}"
     cached = folder / "result.json"

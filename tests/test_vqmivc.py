@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner
 
+from models.augment import warp_frequency
 from models.mi import CLUB
 from models.vqmivc import VQMIVC, VQMIVCConfig
 from pipeline.contract.dataset import Dataset
@@ -149,6 +150,20 @@ def test_pitch_has_one_frame_per_logmel_frame_and_is_normalised(tiny_corpus):
     assert not pitch_features(np.zeros(8000, np.float32), SPEC, 60.0, 500.0).any()
 
 
+def test_a_perturbed_content_input_changes_the_codes_only():
+    torch.manual_seed(0)
+    model = VQMIVC(SMALL).eval()
+    mel, pitch = torch.randn(2, 80, 40), torch.randn(2, 2, 40)
+    plain = model(mel, pitch)
+    warped = warp_frequency(mel, torch.tensor([1.2, 0.85]), 0.0, 8000.0)
+    perturbed = model(mel, pitch, content_mel=warped)
+    assert torch.equal(perturbed.speaker, plain.speaker)
+    assert torch.equal(perturbed.encoded.prequant, model.encode(warped).prequant)
+    assert not torch.allclose(perturbed.encoded.prequant, plain.encoded.prequant)
+    with pytest.raises(ValueError, match="content_mel has shape"):
+        model(mel, pitch, content_mel=warped[..., :20])
+
+
 # ---------------------------------------------------------------- training on the tiny corpus
 @pytest.fixture(scope="module")
 def vqmivc_run(tiny_features, tiny_melgan, tiny_config, tmp_path_factory):
@@ -189,9 +204,11 @@ def test_checkpoint_holds_every_training_speakers_embedding(vqmivc_run, tiny_cor
 def test_resume_after_a_kill_replays_the_uninterrupted_run(tiny_features, tiny_config, tmp_path, monkeypatch):
     from pipeline.train.vqmivc import train
     # restart_every 7 puts a dead-code restart on each side of the interruption at step 10
+    # the content perturbation draws from the step's generator too, so it is on here
     config = tiny_config.replace(VQMIVC_OVERRIDES + ["vqvae.train.steps=20", "vqvae.train.checkpoint_every=10",
                                                      "vqvae.train.validate_every=10", "vqmivc.model.restart_every=7",
-                                                     "vqmivc.mi.updates=2"])
+                                                     "vqmivc.mi.updates=2", "vqmivc.perturb.warp=0.15",
+                                                     "vqmivc.perturb.tilt=0.1"])
     straight = train(tiny_features, tmp_path / "straight", config, progress=False)
     train_until_first_checkpoint(train, monkeypatch, tiny_features, tmp_path / "resumed", config, progress=False)
     assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["step"] == 10

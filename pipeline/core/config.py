@@ -379,11 +379,18 @@ class Pitch(Section):
 
 
 @dataclass(frozen=True)
+class ContentPerturbation(Section):
+    warp: float = key(ge=0, lt=1)                 # frequency stretch of the content encoder's input: alpha in [1/(1+w), 1+w]
+    tilt: float = key(ge=0)                       # random smooth equaliser on it: std of 4 cosine terms (log10 units)
+
+
+@dataclass(frozen=True)
 class VQMIVC(Section):
     model: VQMIVCModel = key()
     loss: VQMIVCLoss = key()
     mi: VQMIVCEstimators = key()
     pitch: Pitch = key()
+    perturb: ContentPerturbation = key()
 
     def check(self, where):
         if self.loss.cpc > 0 and self.model.cpc_steps == 0:

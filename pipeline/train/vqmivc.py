@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.augment import speaker_perturbation
 from models.mi import CLUB
 from models.quantizer import code_perplexity
 from models.vqmivc import STRIDE, VQMIVC, VQMIVCConfig, VQMIVCOutput
@@ -186,6 +187,7 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
     pitch = load_pitch(features_dir, config, data, progress=progress)
     weights = torch.tensor([data.mels[i].shape[1] - segment + 1 for i in data.train_idx], dtype=torch.float64)
     batch_size = tcfg.batch_size
+    perturb = config.vqmivc.perturb
 
     def batch_fn(step: int, gen: torch.Generator):
         # Utterances weighted by their number of crop positions: every crop is equally likely.
@@ -193,8 +195,11 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
         starts = (torch.rand(batch_size, generator=gen, dtype=torch.float64) * weights[picks]).long()
         idx = data.train_idx[picks.numpy()]
         crops = list(zip(idx, starts.tolist()))
-        mel = np.stack([data.mels[i][:, s:s + segment] for i, s in crops])
-        return torch.from_numpy(mel), torch.from_numpy(np.stack([pitch[i][:, s:s + segment] for i, s in crops]))
+        mel = torch.from_numpy(np.stack([data.mels[i][:, s:s + segment] for i, s in crops]))
+        crop_pitch = torch.from_numpy(np.stack([pitch[i][:, s:s + segment] for i, s in crops]))
+        if not (perturb.warp or perturb.tilt):
+            return mel, crop_pitch
+        return mel, crop_pitch, speaker_perturbation(mel, gen, perturb.warp, perturb.tilt, spec.f_min, spec.f_max)
 
     def step_fn(batch, step: int) -> dict:
         return train_step(model, estimators, optimizer, mi_optimizer, batch, config, step, device)
@@ -211,12 +216,12 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
 def train_step(model: VQMIVC, estimators: nn.ModuleDict, optimizer: torch.optim.Optimizer,
                mi_optimizer: torch.optim.Optimizer | None, batch, config: Config, step: int, device) -> dict:
     """Estimator updates on detached inputs, then one main update; returns the step's metrics."""
-    mel, pitch = (t.to(device) for t in batch)
+    mel, pitch, *content_mel = (t.to(device) for t in batch)     # (a third tensor: the perturbed copy)
     tcfg, weights = config.vqvae.train, config.vqmivc.loss
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(tcfg, step)
     with autocast(device, config.runtime.amp):
-        out = model(mel, pitch)
+        out = model(mel, pitch, *content_mel)
     pairs = {name: xy for name, xy in mi_pairs(out, pitch).items() if name in estimators}
     metrics = {}
     if mi_optimizer is not None:
