@@ -91,7 +91,10 @@ class ISTFTHead(nn.Module):
         x = torch.cat([x[..., :1], x], dim=-1)
         log_magnitude, phase = self.proj(x).float().chunk(2, dim=1)
         # exp(7) ~ 1100 is well above a full-scale sine's peak bin, so the cap only stops overflow.
-        spectrum = torch.polar(torch.exp(log_magnitude.clamp(max=7.0)), phase)
+        magnitude = torch.exp(log_magnitude.clamp(max=7.0))
+        # Not torch.polar: its backward divides by the magnitude, and a bin whose exp underflows to
+        # 0 then gives NaN gradients (it diverged a universal vocoder at step 130).
+        spectrum = torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
         wav = torch.istft(spectrum, self.n_fft, self.hop, self.n_fft, self.window, center=True,
                           length=(steps + 1) * self.hop)
         start = self.hop // 2

@@ -73,6 +73,19 @@ def test_istft_head_centres_each_step_on_its_logmel_frame():
     assert abs(centre.item() - (lit * hop + hop / 2)) < 2
 
 
+@pytest.mark.parametrize("log_magnitude", [-95.0, -500.0])
+def test_istft_head_gradients_stay_finite_where_the_magnitude_underflows(log_magnitude):
+    # exp(-95) is subnormal in float32 and exp(-500) is 0; a universal vocoder's first 130 steps
+    # reached such bins, and torch.polar's backward turned the subnormal ones into inf and NaN.
+    n_fft, hop, steps = 64, 16, 5
+    head = spectrum_head(n_fft, hop)
+    spectrum = torch.randn(1, n_fft + 2, steps)
+    spectrum[:, : n_fft // 2 + 1, 2] = log_magnitude
+    spectrum.requires_grad_(True)
+    head(spectrum).pow(2).sum().backward()
+    assert torch.isfinite(spectrum.grad).all() and spectrum.grad.abs().sum() > 0
+
+
 def test_istft_training_lowers_the_spectral_loss(tiny_features, tiny_corpus, tiny_config, tmp_path):
     from pipeline.train.melgan import train
     from pipeline.systems.vocoders import MelGANVocoder
