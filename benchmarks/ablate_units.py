@@ -78,6 +78,8 @@ VARIANTS: dict[str, list[str]] = {name: ORIGINAL + changes for name, changes in 
     # speaker perturbation of the content encoder's input (models/augment.py) instead of the MI terms
     "vqmivc_warp": ["system=vqmivc", "vqmivc.perturb.warp=0.15"],
     "vqmivc_warp_tilt": ["system=vqmivc", "vqmivc.perturb.warp=0.15", "vqmivc.perturb.tilt=0.15"],
+    "vqmivc_warp30": ["system=vqmivc", "vqmivc.perturb.warp=0.3"],
+    "vqmivc_warp45": ["system=vqmivc", "vqmivc.perturb.warp=0.45"],
     "vqmivc_codes128": ["system=vqmivc", "vqmivc.model.codes=128"],
 }.items()}
 
