@@ -81,6 +81,7 @@ VARIANTS: dict[str, list[str]] = {name: ORIGINAL + changes for name, changes in 
     "vqmivc_warp30": ["system=vqmivc", "vqmivc.perturb.warp=0.3"],
     "vqmivc_warp45": ["system=vqmivc", "vqmivc.perturb.warp=0.45"],
     "vqmivc_codes128": ["system=vqmivc", "vqmivc.model.codes=128"],
+    "vqmivc_warp_codes256": ["system=vqmivc", "vqmivc.perturb.warp=0.15", "vqmivc.model.codes=256"],
 }.items()}
 
 

@@ -75,6 +75,7 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODE
     "vqmivc": (["system=vqmivc"], []),
     "vqmivc_no_mi": (["system=vqmivc"] + NO_MI, []),
     "vqmivc_istft": (["system=vqmivc"], ISTFT),
+    "vqmivc_warp_istft": (["system=vqmivc", "vqmivc.perturb.warp=0.15"], ISTFT),
 }.items()}
 COLUMNS = [("share_closer_to_target", "closer to target", 2), ("sim_target_converted", "sim. target", 3),
            ("sim_source_converted", "sim. source", 3), ("cer_converted", "CER", 3), ("wer_converted", "WER", 3),
