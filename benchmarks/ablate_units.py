@@ -52,6 +52,8 @@ CPC = ["vqvae.model.cpc_steps=6", "vqvae.loss.cpc=1.0"]
 ADVERSARY = ["vqvae.model.adversary_hidden=128", "vqvae.loss.adversary=0.5"]
 LOCAL = ["vqvae.model.bottom_sees_top=false"]
 FRAMES = LOCAL + ["vqvae.model.bottom_encoder=frames"]
+# VQMIVC as first built: no input perturbation (the presets' warp came from the rows below)
+VQMIVC = ["system=vqmivc", "vqmivc.perturb.warp=0.0", "vqmivc.perturb.tilt=0.0"]
 # name -> overrides on top of the preset
 VARIANTS: dict[str, list[str]] = {name: ORIGINAL + changes for name, changes in {
     "baseline": [],
@@ -69,19 +71,20 @@ VARIANTS: dict[str, list[str]] = {name: ORIGINAL + changes for name, changes in 
     "cpc_frames_512": CPC + FRAMES + ["vqvae.model.bottom_codes=512"],
     "cpc_frames_512_jitter": CPC + FRAMES + ["vqvae.model.bottom_codes=512", "vqvae.model.jitter=0.5"],
     "cpc_frames_512_adversary": CPC + FRAMES + ["vqvae.model.bottom_codes=512"] + ADVERSARY,
-    "vqmivc": ["system=vqmivc"],
-    "vqmivc_no_mi": ["system=vqmivc", "vqmivc.loss.mi_content_speaker=0", "vqmivc.loss.mi_content_pitch=0",
+    "vqmivc": VQMIVC,
+    "vqmivc_no_mi": VQMIVC + ["vqmivc.loss.mi_content_speaker=0", "vqmivc.loss.mi_content_pitch=0",
                      "vqmivc.loss.mi_pitch_speaker=0"],
     # the CLUB terms 100x (content-speaker) and 10x stronger, with estimators that fit faster
-    "vqmivc_mi_strong": ["system=vqmivc", "vqmivc.loss.mi_content_speaker=1.0", "vqmivc.loss.mi_content_pitch=0.1",
+    "vqmivc_mi_strong": VQMIVC + ["vqmivc.loss.mi_content_speaker=1.0", "vqmivc.loss.mi_content_pitch=0.1",
                          "vqmivc.loss.mi_pitch_speaker=0.1", "vqmivc.mi.updates=3", "vqmivc.mi.lr=1.0e-3"],
     # speaker perturbation of the content encoder's input (models/augment.py) instead of the MI terms
-    "vqmivc_warp": ["system=vqmivc", "vqmivc.perturb.warp=0.15"],
-    "vqmivc_warp_tilt": ["system=vqmivc", "vqmivc.perturb.warp=0.15", "vqmivc.perturb.tilt=0.15"],
-    "vqmivc_warp30": ["system=vqmivc", "vqmivc.perturb.warp=0.3"],
-    "vqmivc_warp45": ["system=vqmivc", "vqmivc.perturb.warp=0.45"],
-    "vqmivc_codes128": ["system=vqmivc", "vqmivc.model.codes=128"],
-    "vqmivc_warp_codes256": ["system=vqmivc", "vqmivc.perturb.warp=0.15", "vqmivc.model.codes=256"],
+    "vqmivc_warp": VQMIVC + ["vqmivc.perturb.warp=0.15"],
+    "vqmivc_warp_tilt": VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.perturb.tilt=0.15"],
+    "vqmivc_warp30": VQMIVC + ["vqmivc.perturb.warp=0.3"],
+    "vqmivc_warp45": VQMIVC + ["vqmivc.perturb.warp=0.45"],
+    "vqmivc_codes128": VQMIVC + ["vqmivc.model.codes=128"],
+    "vqmivc_warp_codes256": VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=256"],
+    "vqmivc_warp_codes128": VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=128"],
 }.items()}
 
 

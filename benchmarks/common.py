@@ -8,6 +8,7 @@ written, and read back when it is found up to date."""
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import subprocess
 import time
@@ -30,16 +31,18 @@ def timed_stage(command: list[str], product: Path, timing: Path, **note) -> floa
 
 def unit_settings(config) -> list:
     """What trained units depend on in a config: the system and both systems' sections. The
-    VQMIVC content perturbation enters only when it is on, so rows measured before the key
-    existed keep their identity."""
+    VQMIVC content perturbation enters only where it acts (a vqmivc system with it on), so rows
+    measured before the key existed keep their identity."""
     vqmivc = config.vqmivc.to_dict()
-    if not any(vqmivc["perturb"].values()):
+    if config.system != "vqmivc" or not any(vqmivc["perturb"].values()):
         del vqmivc["perturb"]
     return [config.system, config.vqvae.to_dict(), vqmivc]
 
 
 def mean_range(values: list[float], digits: int) -> str:
-    """A table cell: the value, or the mean with the range over seeds; "–" when nothing was measured."""
+    """A table cell: the value, or the mean with the range over seeds; "–" when nothing was measured
+    (no values, or only None/NaN ones: a VQMIVC has no top-level codes to leak)."""
+    values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
         return "–"
     if len(values) == 1:
