@@ -53,7 +53,7 @@ ADVERSARY = ["vqvae.model.adversary_hidden=128", "vqvae.loss.adversary=0.5"]
 LOCAL = ["vqvae.model.bottom_sees_top=false"]
 FRAMES = LOCAL + ["vqvae.model.bottom_encoder=frames"]
 # VQMIVC as first built: no input perturbation (the presets' warp came from the rows below)
-VQMIVC = ["system=vqmivc", "vqmivc.perturb.warp=0.0", "vqmivc.perturb.tilt=0.0"]
+VQMIVC = ["system=vqmivc", "vqmivc.perturb.warp=0.0", "vqmivc.perturb.tilt=0.0", "vqmivc.speaker_input=same_crop"]
 # name -> overrides on top of the preset
 VARIANTS: dict[str, list[str]] = {name: ORIGINAL + changes for name, changes in {
     "baseline": [],
@@ -85,6 +85,8 @@ VARIANTS: dict[str, list[str]] = {name: ORIGINAL + changes for name, changes in 
     "vqmivc_codes128": VQMIVC + ["vqmivc.model.codes=128"],
     "vqmivc_warp_codes256": VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=256"],
     "vqmivc_warp_codes128": VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=128"],
+    # the speaker encoder sees another utterance of the speaker, so its vector cannot carry content
+    "vqmivc_warp_other": VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.speaker_input=other_utterance"],
 }.items()}
 
 

@@ -164,6 +164,31 @@ def test_a_perturbed_content_input_changes_the_codes_only():
         model(mel, pitch, content_mel=warped[..., :20])
 
 
+def test_speaker_crops_come_from_another_utterance_of_the_same_speaker():
+    from pipeline.train.vqmivc import same_speaker_crops
+    speakers = np.array([0, 1, 0, 2, 1, 0])           # speaker 2 has one utterance
+    positions = np.array([5, 1, 9, 3, 2, 4])
+    picks = np.array([0, 1, 2, 3, 4, 5] * 20)
+    crops = same_speaker_crops(picks, speakers, positions, torch.Generator().manual_seed(3))
+    for pick, (other, start) in zip(picks, crops):
+        assert speakers[other] == speakers[pick] and 0 <= start < positions[other]
+        assert other != pick or pick == 3
+    assert {other for pick, (other, _) in zip(picks, crops) if pick == 0} == {2, 5}
+    assert crops == same_speaker_crops(picks, speakers, positions, torch.Generator().manual_seed(3))
+
+
+def test_the_speaker_vector_comes_from_speaker_mel_of_any_length():
+    torch.manual_seed(0)
+    model = VQMIVC(SMALL).eval()
+    mel, pitch, other = torch.randn(2, 80, 40), torch.randn(2, 2, 40), torch.randn(2, 80, 57)
+    plain, swapped = model(mel, pitch), model(mel, pitch, speaker_mel=other)
+    assert torch.allclose(swapped.speaker, model.speaker_embedding(other))
+    assert not torch.allclose(swapped.speaker, plain.speaker)
+    assert torch.equal(swapped.encoded.prequant, plain.encoded.prequant) and swapped.mel.shape == mel.shape
+    with pytest.raises(ValueError, match="speaker_mel has shape"):
+        model(mel, pitch, speaker_mel=other[:1])
+
+
 # ---------------------------------------------------------------- training on the tiny corpus
 @pytest.fixture(scope="module")
 def vqmivc_run(tiny_features, tiny_melgan, tiny_config, tmp_path_factory):
@@ -204,11 +229,13 @@ def test_checkpoint_holds_every_training_speakers_embedding(vqmivc_run, tiny_cor
 def test_resume_after_a_kill_replays_the_uninterrupted_run(tiny_features, tiny_config, tmp_path, monkeypatch):
     from pipeline.train.vqmivc import train
     # restart_every 7 puts a dead-code restart on each side of the interruption at step 10
-    # the content perturbation draws from the step's generator too, so it is on here
+    # the content perturbation and the speaker encoder's other crops draw from the step's
+    # generator too, so they are on here
     config = tiny_config.replace(VQMIVC_OVERRIDES + ["vqvae.train.steps=20", "vqvae.train.checkpoint_every=10",
                                                      "vqvae.train.validate_every=10", "vqmivc.model.restart_every=7",
                                                      "vqmivc.mi.updates=2", "vqmivc.perturb.warp=0.15",
-                                                     "vqmivc.perturb.tilt=0.1"])
+                                                     "vqmivc.perturb.tilt=0.1",
+                                                     "vqmivc.speaker_input=other_utterance"])
     straight = train(tiny_features, tmp_path / "straight", config, progress=False)
     train_until_first_checkpoint(train, monkeypatch, tiny_features, tmp_path / "resumed", config, progress=False)
     assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["step"] == 10

@@ -391,6 +391,7 @@ class VQMIVC(Section):
     mi: VQMIVCEstimators = key()
     pitch: Pitch = key()
     perturb: ContentPerturbation = key()
+    speaker_input: Literal["same_crop", "other_utterance"] = key()   # what the speaker encoder sees in training
 
     def check(self, where):
         if self.loss.cpc > 0 and self.model.cpc_steps == 0:

@@ -6,7 +6,10 @@ Data: the same utterances, held-out share and crop weighting as the VQ-VAE-2
 each utterance's pitch (``pipeline.pitch``), computed once at start from the wav the features
 were made from (its path is stored in the features file) and kept in memory. Batches are random
 crops of mel and pitch at the same frames, drawn from the step's own generator; the schedule is
-``vqvae.train`` (steps, batch, rate, segment, checkpoints), the model ``vqmivc.model``.
+``vqvae.train`` (steps, batch, rate, segment, checkpoints), the model ``vqmivc.model``. With
+``vqmivc.perturb`` the content encoder sees a speaker-perturbed copy of each crop; with
+``vqmivc.speaker_input: other_utterance`` the speaker encoder sees a crop of another utterance
+of the same speaker. Both come from the same generator, so resuming replays them.
 
 One step: one forward of the model; then ``vqmivc.mi.updates`` updates of the CLUB estimators
 (their own Adam) on the detached content codes, speaker vectors and pitch; then the main update:
@@ -84,6 +87,21 @@ def load_pitch(features_dir, config: Config, data: TrainingData, progress: bool 
     jobs = pool_size(None, len(tasks) // PITCH_TASKS_PER_WORKER + 1)
     return list(parallel_map(_utterance_pitch, tasks, jobs, desc="pitch", unit="utt", progress=progress,
                              start="spawn"))
+
+
+def same_speaker_crops(picks: np.ndarray, speakers: np.ndarray, crop_positions: np.ndarray,
+                       gen: torch.Generator) -> list[tuple[int, int]]:
+    """For each picked utterance (an index into ``speakers``), a random (utterance, crop start) of
+    another utterance of its speaker, or of itself when the speaker has no other;
+    ``crop_positions[i]`` is how many crop starts utterance i has."""
+    draws = torch.rand(len(picks), 2, generator=gen, dtype=torch.float64).numpy()
+    crops = []
+    for pick, (u, v) in zip(picks.tolist(), draws):
+        mine = np.flatnonzero(speakers == speakers[pick])
+        others = mine[mine != pick] if len(mine) > 1 else mine
+        other = int(others[int(u * len(others))])
+        crops.append((other, int(v * float(crop_positions[other]))))
+    return crops
 
 
 def model_config(config: Config, n_mels: int) -> VQMIVCConfig:
@@ -188,18 +206,24 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
     weights = torch.tensor([data.mels[i].shape[1] - segment + 1 for i in data.train_idx], dtype=torch.float64)
     batch_size = tcfg.batch_size
     perturb = config.vqmivc.perturb
+    other_utterance = config.vqmivc.speaker_input == "other_utterance"
+    train_speakers = data.speakers[data.train_idx]
 
-    def batch_fn(step: int, gen: torch.Generator):
+    def batch_fn(step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         # Utterances weighted by their number of crop positions: every crop is equally likely.
         picks = torch.multinomial(weights, batch_size, replacement=True, generator=gen)
         starts = (torch.rand(batch_size, generator=gen, dtype=torch.float64) * weights[picks]).long()
         idx = data.train_idx[picks.numpy()]
         crops = list(zip(idx, starts.tolist()))
         mel = torch.from_numpy(np.stack([data.mels[i][:, s:s + segment] for i, s in crops]))
-        crop_pitch = torch.from_numpy(np.stack([pitch[i][:, s:s + segment] for i, s in crops]))
-        if not (perturb.warp or perturb.tilt):
-            return mel, crop_pitch
-        return mel, crop_pitch, speaker_perturbation(mel, gen, perturb.warp, perturb.tilt, spec.f_min, spec.f_max)
+        batch = {"mel": mel, "pitch": torch.from_numpy(np.stack([pitch[i][:, s:s + segment] for i, s in crops]))}
+        if perturb.warp or perturb.tilt:
+            batch["content_mel"] = speaker_perturbation(mel, gen, perturb.warp, perturb.tilt, spec.f_min, spec.f_max)
+        if other_utterance:
+            others = same_speaker_crops(picks.numpy(), train_speakers, weights.numpy(), gen)
+            batch["speaker_mel"] = torch.from_numpy(np.stack(
+                [data.mels[data.train_idx[p]][:, s:s + segment] for p, s in others]))
+        return batch
 
     def step_fn(batch, step: int) -> dict:
         return train_step(model, estimators, optimizer, mi_optimizer, batch, config, step, device)
@@ -216,12 +240,13 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
 def train_step(model: VQMIVC, estimators: nn.ModuleDict, optimizer: torch.optim.Optimizer,
                mi_optimizer: torch.optim.Optimizer | None, batch, config: Config, step: int, device) -> dict:
     """Estimator updates on detached inputs, then one main update; returns the step's metrics."""
-    mel, pitch, *content_mel = (t.to(device) for t in batch)     # (a third tensor: the perturbed copy)
+    batch = {name: t.to(device) for name, t in batch.items()}    # mel, pitch [, content_mel, speaker_mel]
+    pitch = batch["pitch"]
     tcfg, weights = config.vqvae.train, config.vqmivc.loss
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(tcfg, step)
     with autocast(device, config.runtime.amp):
-        out = model(mel, pitch, *content_mel)
+        out = model(**batch)
     pairs = {name: xy for name, xy in mi_pairs(out, pitch).items() if name in estimators}
     metrics = {}
     if mi_optimizer is not None:
