@@ -79,6 +79,7 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODE
     "vqmivc_istft": (VQMIVC, ISTFT),
     "vqmivc_warp_istft": (VQMIVC + ["vqmivc.perturb.warp=0.15"], ISTFT),
     "vqmivc_warp_other_istft": (VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.speaker_input=other_utterance"], ISTFT),
+    "vqmivc_warp_codes128_istft": (VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=128"], ISTFT),
 }.items()}
 COLUMNS = [("share_closer_to_target", "closer to target", 2), ("sim_target_converted", "sim. target", 3),
            ("sim_source_converted", "sim. source", 3), ("cer_converted", "CER", 3), ("wer_converted", "WER", 3),
