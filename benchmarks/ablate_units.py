@@ -52,8 +52,9 @@ CPC = ["vqvae.model.cpc_steps=6", "vqvae.loss.cpc=1.0"]
 ADVERSARY = ["vqvae.model.adversary_hidden=128", "vqvae.loss.adversary=0.5"]
 LOCAL = ["vqvae.model.bottom_sees_top=false"]
 FRAMES = LOCAL + ["vqvae.model.bottom_encoder=frames"]
-# VQMIVC as first built: no input perturbation (the presets' warp came from the rows below)
-VQMIVC = ["system=vqmivc", "vqmivc.perturb.warp=0.0", "vqmivc.perturb.tilt=0.0", "vqmivc.speaker_input=same_crop"]
+# VQMIVC as first built: 512 codes, no input perturbation (the presets came from the rows below)
+VQMIVC = ["system=vqmivc", "vqmivc.model.codes=512", "vqmivc.perturb.warp=0.0", "vqmivc.perturb.tilt=0.0",
+          "vqmivc.speaker_input=same_crop"]
 # name -> overrides on top of the preset
 VARIANTS: dict[str, list[str]] = {name: ORIGINAL + changes for name, changes in {
     "baseline": [],

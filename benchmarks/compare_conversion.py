@@ -52,8 +52,9 @@ GROUND_TRUTH = ["melgan.train.input_mels=ground_truth"]
 ISTFT = ["melgan.generator.head=istft", "melgan.generator.ratios=[]", "melgan.generator.ngf=256",
          "melgan.generator.frame_blocks=8", "melgan.generator.istft_fft=640", "melgan.generator.istft_hop=160",
          "melgan.loss.stft=2.0", "melgan.train.steps=1400", "melgan.train.warmup_steps=1200"]
-# VQMIVC as first built: no input perturbation of its content encoder
-VQMIVC = ["system=vqmivc", "vqmivc.perturb.warp=0.0", "vqmivc.perturb.tilt=0.0", "vqmivc.speaker_input=same_crop"]
+# VQMIVC as first built: 512 codes, no input perturbation of its content encoder
+VQMIVC = ["system=vqmivc", "vqmivc.model.codes=512", "vqmivc.perturb.warp=0.0", "vqmivc.perturb.tilt=0.0",
+          "vqmivc.speaker_input=same_crop"]
 NO_MI = ["vqmivc.loss.mi_content_speaker=0", "vqmivc.loss.mi_content_pitch=0", "vqmivc.loss.mi_pitch_speaker=0"]
 # name -> (unit-system overrides, vocoder overrides), each on top of UNITS and VOCODER
 VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODER + vocoder) for name, (units, vocoder) in {
@@ -86,7 +87,8 @@ COLUMNS = [("share_closer_to_target", "closer to target", 2), ("sim_target_conve
            ("mcd_converted", "MCD dB", 2), ("dnsmos_converted", "DNSMOS", 2),
            ("one_shot_share_closer_to_reference", "one-shot closer to reference", 2),
            ("one_shot_sim_reference_converted", "one-shot sim. reference", 3),
-           ("one_shot_sim_source_converted", "one-shot sim. source", 3), ("one_shot_cer_converted", "one-shot CER", 3)]
+           ("one_shot_sim_source_converted", "one-shot sim. source", 3), ("one_shot_cer_converted", "one-shot CER", 3),
+           ("one_shot_dnsmos_converted", "one-shot DNSMOS", 2)]
 
 
 # Generator keys that came with the istft head. A waveform-head run without frame-rate blocks
