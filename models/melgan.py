@@ -92,8 +92,8 @@ class ISTFTHead(nn.Module):
         log_magnitude, phase = self.proj(x).float().chunk(2, dim=1)
         # exp(7) ~ 1100 is well above a full-scale sine's peak bin, so the cap only stops overflow.
         magnitude = torch.exp(log_magnitude.clamp(max=7.0))
-        # Not torch.polar: its backward divides by the magnitude, and a bin whose exp underflows to
-        # 0 then gives NaN gradients (it diverged a universal vocoder at step 130).
+        # Not torch.polar: its backward is inf where exp(log-magnitude) is subnormal in float32
+        # (log-magnitudes of about -88 to -103), which diverged a universal vocoder at step 130.
         spectrum = torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
         wav = torch.istft(spectrum, self.n_fft, self.hop, self.n_fft, self.window, center=True,
                           length=(steps + 1) * self.hop)
