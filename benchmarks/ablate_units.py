@@ -54,7 +54,7 @@ LOCAL = ["vqvae.model.bottom_sees_top=false"]
 FRAMES = LOCAL + ["vqvae.model.bottom_encoder=frames"]
 # VQMIVC as first built: 512 codes, no input perturbation (the presets came from the rows below)
 VQMIVC = ["system=vqmivc", "vqmivc.model.codes=512", "vqmivc.perturb.warp=0.0", "vqmivc.perturb.tilt=0.0",
-          "vqmivc.speaker_input=same_crop"]
+          "vqmivc.speaker_input=same_crop", "vqmivc.speaker_augment=0.0"]
 # name -> overrides on top of the preset
 VARIANTS: dict[str, list[str]] = {name: ORIGINAL + changes for name, changes in {
     "baseline": [],
@@ -88,6 +88,9 @@ VARIANTS: dict[str, list[str]] = {name: ORIGINAL + changes for name, changes in 
     "vqmivc_warp_codes128": VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=128"],
     # the speaker encoder sees another utterance of the speaker, so its vector cannot carry content
     "vqmivc_warp_other": VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.speaker_input=other_utterance"],
+    # the whole crop stretched too: the speaker encoder learns from made-up vocal tracts
+    "vqmivc_warp_codes128_aug": VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=128",
+                                          "vqmivc.speaker_augment=0.15"],
 }.items()}
 
 

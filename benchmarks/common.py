@@ -31,14 +31,16 @@ def timed_stage(command: list[str], product: Path, timing: Path, **note) -> floa
 
 def unit_settings(config) -> list:
     """What trained units depend on in a config: the system and both systems' sections. VQMIVC's
-    later training options (input perturbation, the speaker encoder's input) enter only where
-    they act (a vqmivc system, set away from how it was first built), so rows measured before
-    the keys existed keep their identity."""
+    later training options (input perturbation, the speaker encoder's input, the whole-crop
+    stretch) enter only where they act (a vqmivc system, set away from how it was first built),
+    so rows measured before the keys existed keep their identity."""
     vqmivc = config.vqmivc.to_dict()
     if config.system != "vqmivc" or not any(vqmivc["perturb"].values()):
         del vqmivc["perturb"]
     if config.system != "vqmivc" or vqmivc["speaker_input"] == "same_crop":
         del vqmivc["speaker_input"]
+    if config.system != "vqmivc" or not vqmivc["speaker_augment"]:
+        del vqmivc["speaker_augment"]
     return [config.system, config.vqvae.to_dict(), vqmivc]
 
 

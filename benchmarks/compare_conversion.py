@@ -54,7 +54,7 @@ ISTFT = ["melgan.generator.head=istft", "melgan.generator.ratios=[]", "melgan.ge
          "melgan.loss.stft=2.0", "melgan.train.steps=1400", "melgan.train.warmup_steps=1200"]
 # VQMIVC as first built: 512 codes, no input perturbation of its content encoder
 VQMIVC = ["system=vqmivc", "vqmivc.model.codes=512", "vqmivc.perturb.warp=0.0", "vqmivc.perturb.tilt=0.0",
-          "vqmivc.speaker_input=same_crop"]
+          "vqmivc.speaker_input=same_crop", "vqmivc.speaker_augment=0.0"]
 NO_MI = ["vqmivc.loss.mi_content_speaker=0", "vqmivc.loss.mi_content_pitch=0", "vqmivc.loss.mi_pitch_speaker=0"]
 # name -> (unit-system overrides, vocoder overrides), each on top of UNITS and VOCODER
 VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODER + vocoder) for name, (units, vocoder) in {
@@ -81,6 +81,8 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODE
     "vqmivc_warp_istft": (VQMIVC + ["vqmivc.perturb.warp=0.15"], ISTFT),
     "vqmivc_warp_other_istft": (VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.speaker_input=other_utterance"], ISTFT),
     "vqmivc_warp_codes128_istft": (VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=128"], ISTFT),
+    "vqmivc_warp_codes128_aug_istft": (VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=128",
+                                                 "vqmivc.speaker_augment=0.15"], ISTFT),
 }.items()}
 COLUMNS = [("share_closer_to_target", "closer to target", 2), ("sim_target_converted", "sim. target", 3),
            ("sim_source_converted", "sim. source", 3), ("cer_converted", "CER", 3), ("wer_converted", "WER", 3),

@@ -14,24 +14,17 @@ from __future__ import annotations
 
 import math
 
+import librosa
+import numpy as np
 import torch
 
-_F_SP = 200.0 / 3          # Slaney mel: Hz per mel below 1 kHz
-_MIN_LOG_HZ = 1000.0
-_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
-_LOG_STEP = math.log(6.4) / 27.0
 
-
-def hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
-    linear = hz / _F_SP
-    log = _MIN_LOG_MEL + torch.log(torch.clamp(hz, min=_MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOG_STEP
-    return torch.where(hz < _MIN_LOG_HZ, linear, log)
-
-
-def mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
-    linear = mel * _F_SP
-    log = _MIN_LOG_HZ * torch.exp(_LOG_STEP * (torch.clamp(mel, min=_MIN_LOG_MEL) - _MIN_LOG_MEL))
-    return torch.where(mel < _MIN_LOG_MEL, linear, log)
+def _mel_bin_positions(frequencies_hz: np.ndarray, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
+    """Fractional filterbank index of each frequency: bin k's centre maps to k (Slaney mel scale,
+    the one ``models.logmel.mel_filterbank`` builds its filters on)."""
+    lo, hi = librosa.hz_to_mel([f_min, f_max])
+    step = (hi - lo) / (n_mels + 1)
+    return (librosa.hz_to_mel(frequencies_hz) - lo) / step - 1
 
 
 def warp_frequency(mel: torch.Tensor, factors: torch.Tensor, f_min: float, f_max: float) -> torch.Tensor:
@@ -41,17 +34,21 @@ def warp_frequency(mel: torch.Tensor, factors: torch.Tensor, f_min: float, f_max
     b, n_mels, _ = mel.shape
     if factors.shape != (b,):
         raise ValueError(f"need one factor per utterance ({b}), got shape {tuple(factors.shape)}")
-    lo, hi = hz_to_mel(torch.tensor(f_min, dtype=torch.float64)), hz_to_mel(torch.tensor(f_max, dtype=torch.float64))
-    step = (hi - lo) / (n_mels + 1)
-    centres = mel_to_hz(lo + step * torch.arange(1, n_mels + 1, dtype=torch.float64))        # (n_mels,)
-    source = centres[None] / factors.to(torch.float64)[:, None]                               # (B, n_mels) Hz
-    position = ((hz_to_mel(source) - lo) / step - 1).clamp(0, n_mels - 1).to(mel.device)      # fractional bin
+    centres = librosa.mel_frequencies(n_mels + 2, fmin=f_min, fmax=f_max)[1:-1]                 # (n_mels,) Hz
+    source = centres[None] / factors.detach().cpu().double().numpy()[:, None]                  # (B, n_mels) Hz
+    position = torch.from_numpy(_mel_bin_positions(source, n_mels, f_min, f_max)).clamp(0, n_mels - 1).to(mel.device)
     below = position.floor().long().clamp(max=n_mels - 2) if n_mels > 1 else position.floor().long()
     frac = (position - below).to(mel.dtype)[..., None]
     index = below[..., None].expand(-1, -1, mel.shape[-1])
     lower = torch.gather(mel, 1, index)
     upper = torch.gather(mel, 1, (index + 1).clamp(max=n_mels - 1))
     return lower + frac * (upper - lower)
+
+
+def stretch_factors(n: int, gen: torch.Generator, warp: float) -> torch.Tensor:
+    """n stretch factors, log-uniform in [1/(1+warp), 1+warp] (float64), drawn from ``gen``."""
+    span = math.log1p(warp)
+    return torch.exp((torch.rand(n, generator=gen, dtype=torch.float64) * 2 - 1) * span)
 
 
 def tilt_spectrum(mel: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
@@ -70,9 +67,7 @@ def speaker_perturbation(mel: torch.Tensor, gen: torch.Generator, warp: float, t
     cosine coefficients normal with standard deviation ``tilt`` (log10 units). 0 turns one off."""
     b = mel.shape[0]
     if warp > 0:
-        span = math.log1p(warp)
-        factors = torch.exp((torch.rand(b, generator=gen, dtype=torch.float64) * 2 - 1) * span)
-        mel = warp_frequency(mel, factors, f_min, f_max)
+        mel = warp_frequency(mel, stretch_factors(b, gen, warp), f_min, f_max)
     if tilt > 0:
         mel = tilt_spectrum(mel, torch.randn(b, tilt_order, generator=gen) * tilt)
     return mel

@@ -7,13 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from models.augment import hz_to_mel, mel_to_hz, speaker_perturbation, tilt_spectrum, warp_frequency
+from models.augment import speaker_perturbation, stretch_factors, tilt_spectrum, warp_frequency
 
 
-def test_mel_scale_is_librosa_slaney_and_inverts():
-    hz = np.array([0.0, 300.0, 999.0, 1000.0, 2500.0, 8000.0])
-    assert np.allclose(hz_to_mel(torch.tensor(hz)).numpy(), librosa.hz_to_mel(hz))
-    assert np.allclose(mel_to_hz(hz_to_mel(torch.tensor(hz))).numpy(), hz)
+def test_stretch_factors_are_seeded_log_uniform_within_the_range():
+    factors = stretch_factors(4000, torch.Generator().manual_seed(3), 0.15)
+    assert factors.dtype == torch.float64 and factors.shape == (4000,)
+    assert float(factors.min()) >= 1 / 1.15 and float(factors.max()) <= 1.15
+    logs = torch.log(factors)
+    assert abs(float(logs.mean())) < 0.01                        # symmetric in log: as many up as down
+    assert float((logs > 0.5 * torch.log(torch.tensor(1.15))).double().mean()) == pytest.approx(0.25, abs=0.03)
+    assert torch.equal(factors, stretch_factors(4000, torch.Generator().manual_seed(3), 0.15))
 
 
 def _peak(n_mels, bin_index, frames=3):

@@ -165,16 +165,45 @@ def test_a_perturbed_content_input_changes_the_codes_only():
 
 
 def test_speaker_crops_come_from_another_utterance_of_the_same_speaker():
-    from pipeline.train.vqmivc import same_speaker_crops
+    from pipeline.train.vqmivc import same_speaker_crops, utterances_by_speaker
     speakers = np.array([0, 1, 0, 2, 1, 0])           # speaker 2 has one utterance
     positions = np.array([5, 1, 9, 3, 2, 4])
     picks = np.array([0, 1, 2, 3, 4, 5] * 20)
-    crops = same_speaker_crops(picks, speakers, positions, torch.Generator().manual_seed(3))
+    others = utterances_by_speaker(speakers)
+    assert [o.tolist() for o in others] == [[2, 5], [4], [0, 5], [3], [1], [0, 2]]
+    crops = same_speaker_crops(picks, others, positions, torch.Generator().manual_seed(3))
     for pick, (other, start) in zip(picks, crops):
         assert speakers[other] == speakers[pick] and 0 <= start < positions[other]
         assert other != pick or pick == 3
     assert {other for pick, (other, _) in zip(picks, crops) if pick == 0} == {2, 5}
-    assert crops == same_speaker_crops(picks, speakers, positions, torch.Generator().manual_seed(3))
+    assert crops == same_speaker_crops(picks, others, positions, torch.Generator().manual_seed(3))
+
+
+def test_the_whole_crop_stretch_gives_target_and_speaker_input_one_made_up_speaker(tiny_config):
+    from types import SimpleNamespace
+
+    from pipeline.features import feature_spec
+    from pipeline.train.vqmivc import crop_sampler
+    # two speakers, three utterances each; every frame of a speaker's utterances is the same
+    # spectrum, so any two crops of one speaker are equal until they are stretched
+    rng = np.random.default_rng(0)
+    spectra = rng.normal(size=(2, 80, 1)).astype(np.float32)
+    lengths = [30, 41, 52, 33, 44, 35]
+    data = SimpleNamespace(mels=[np.repeat(spectra[k // 3], n, axis=1) for k, n in enumerate(lengths)],
+                           train_idx=np.arange(6), speakers=np.array([0, 0, 0, 1, 1, 1]))
+    pitch = [np.zeros((2, n), np.float32) for n in lengths]
+    spec = feature_spec(tiny_config)
+    base = ["vqmivc.speaker_input=other_utterance", "vqmivc.perturb.warp=0.15", "vqmivc.perturb.tilt=0.0"]
+    plain = crop_sampler(data, pitch, 16, 8, tiny_config.replace(base + ["vqmivc.speaker_augment=0.0"]), spec)
+    stretched = crop_sampler(data, pitch, 16, 8, tiny_config.replace(base + ["vqmivc.speaker_augment=0.2"]), spec)
+    a, b = plain(0, torch.Generator().manual_seed(1)), stretched(0, torch.Generator().manual_seed(1))
+    assert set(b) == {"mel", "pitch", "content_mel", "speaker_mel"}
+    assert torch.equal(a["speaker_mel"], a["mel"]) and torch.equal(b["speaker_mel"], b["mel"])
+    assert torch.equal(a["pitch"], b["pitch"])
+    originals = {tuple(np.round(s[:, 0], 4)) for s in spectra}
+    assert all(tuple(np.round(m[:, 0].numpy(), 4)) in originals for m in a["mel"])
+    assert not any(tuple(np.round(m[:, 0].numpy(), 4)) in originals for m in b["mel"])   # new vocal tracts
+    assert not torch.allclose(b["content_mel"], b["mel"])       # the content input is stretched again
 
 
 def test_the_speaker_vector_comes_from_speaker_mel_of_any_length():
@@ -229,13 +258,14 @@ def test_checkpoint_holds_every_training_speakers_embedding(vqmivc_run, tiny_cor
 def test_resume_after_a_kill_replays_the_uninterrupted_run(tiny_features, tiny_config, tmp_path, monkeypatch):
     from pipeline.train.vqmivc import train
     # restart_every 7 puts a dead-code restart on each side of the interruption at step 10
-    # the content perturbation and the speaker encoder's other crops draw from the step's
-    # generator too, so they are on here
+    # the content perturbation, the whole-crop stretch and the speaker encoder's other crops draw
+    # from the step's generator too, so they are on here
     config = tiny_config.replace(VQMIVC_OVERRIDES + ["vqvae.train.steps=20", "vqvae.train.checkpoint_every=10",
                                                      "vqvae.train.validate_every=10", "vqmivc.model.restart_every=7",
                                                      "vqmivc.mi.updates=2", "vqmivc.perturb.warp=0.15",
                                                      "vqmivc.perturb.tilt=0.1",
-                                                     "vqmivc.speaker_input=other_utterance"])
+                                                     "vqmivc.speaker_input=other_utterance",
+                                                     "vqmivc.speaker_augment=0.15"])
     straight = train(tiny_features, tmp_path / "straight", config, progress=False)
     train_until_first_checkpoint(train, monkeypatch, tiny_features, tmp_path / "resumed", config, progress=False)
     assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["step"] == 10

@@ -392,6 +392,7 @@ class VQMIVC(Section):
     pitch: Pitch = key()
     perturb: ContentPerturbation = key()
     speaker_input: Literal["same_crop", "other_utterance"] = key()   # what the speaker encoder sees in training
+    speaker_augment: float = key(ge=0, lt=1)      # frequency stretch of the whole crop: new vocal tracts in training
 
     def check(self, where):
         if self.loss.cpc > 0 and self.model.cpc_steps == 0:

@@ -9,7 +9,9 @@ crops of mel and pitch at the same frames, drawn from the step's own generator; 
 ``vqvae.train`` (steps, batch, rate, segment, checkpoints), the model ``vqmivc.model``. With
 ``vqmivc.perturb`` the content encoder sees a speaker-perturbed copy of each crop; with
 ``vqmivc.speaker_input: other_utterance`` the speaker encoder sees a crop of another utterance
-of the same speaker. Both come from the same generator, so resuming replays them.
+of the same speaker; with ``vqmivc.speaker_augment`` the whole crop (target, speaker and
+content inputs alike) is stretched along frequency, a made-up vocal tract per crop. All come
+from the same generator, so resuming replays them.
 
 One step: one forward of the model; then ``vqmivc.mi.updates`` updates of the CLUB estimators
 (their own Adam) on the detached content codes, speaker vectors and pitch; then the main update:
@@ -23,13 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from models.augment import speaker_perturbation
+from models.augment import speaker_perturbation, stretch_factors, warp_frequency
 from models.mi import CLUB
 from models.quantizer import code_perplexity
 from models.vqmivc import STRIDE, VQMIVC, VQMIVCConfig, VQMIVCOutput
@@ -89,19 +92,64 @@ def load_pitch(features_dir, config: Config, data: TrainingData, progress: bool 
                              start="spawn"))
 
 
-def same_speaker_crops(picks: np.ndarray, speakers: np.ndarray, crop_positions: np.ndarray,
+def utterances_by_speaker(speakers: np.ndarray) -> list[np.ndarray]:
+    """For each utterance (an index into ``speakers``), the indices of its speaker's utterances
+    other than itself, or itself alone when the speaker has no other. Built once per run."""
+    table = []
+    for i, speaker in enumerate(speakers):
+        mine = np.flatnonzero(speakers == speaker)
+        table.append(mine[mine != i] if len(mine) > 1 else mine)
+    return table
+
+
+def same_speaker_crops(picks: np.ndarray, others: list[np.ndarray], crop_positions: np.ndarray,
                        gen: torch.Generator) -> list[tuple[int, int]]:
-    """For each picked utterance (an index into ``speakers``), a random (utterance, crop start) of
-    another utterance of its speaker, or of itself when the speaker has no other;
-    ``crop_positions[i]`` is how many crop starts utterance i has."""
+    """For each picked utterance, a random (utterance, crop start) among ``others[pick]``
+    (``utterances_by_speaker``); ``crop_positions[i]`` is how many crop starts utterance i has."""
     draws = torch.rand(len(picks), 2, generator=gen, dtype=torch.float64).numpy()
     crops = []
     for pick, (u, v) in zip(picks.tolist(), draws):
-        mine = np.flatnonzero(speakers == speakers[pick])
-        others = mine[mine != pick] if len(mine) > 1 else mine
-        other = int(others[int(u * len(others))])
+        candidates = others[pick]
+        other = int(candidates[int(u * len(candidates))])
         crops.append((other, int(v * float(crop_positions[other]))))
     return crops
+
+
+def crop_sampler(data: TrainingData, pitch: list[np.ndarray], segment: int, batch_size: int, config: Config,
+                 spec) -> Callable[[int, torch.Generator], dict[str, torch.Tensor]]:
+    """The training loop's batch function: ``batch_size`` random crops of ``segment`` frames from
+    the training utterances, as the model's inputs (mel, pitch[, content_mel, speaker_mel]), every
+    draw from the step's generator so that a resumed run replays them."""
+    # Utterances weighted by their number of crop positions: every crop is equally likely.
+    weights = torch.tensor([data.mels[i].shape[1] - segment + 1 for i in data.train_idx], dtype=torch.float64)
+    perturb = config.vqmivc.perturb
+    speaker_augment = config.vqmivc.speaker_augment
+    others = utterances_by_speaker(data.speakers[data.train_idx]) \
+        if config.vqmivc.speaker_input == "other_utterance" else None
+
+    def stack(crops) -> torch.Tensor:
+        return torch.from_numpy(np.stack([data.mels[i][:, s:s + segment] for i, s in crops]))
+
+    def batch_fn(step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        picks = torch.multinomial(weights, batch_size, replacement=True, generator=gen)
+        starts = (torch.rand(batch_size, generator=gen, dtype=torch.float64) * weights[picks]).long()
+        crops = list(zip(data.train_idx[picks.numpy()], starts.tolist()))
+        mel = stack(crops)
+        # log-F0 is normalised per utterance, so a whole-crop stretch leaves the pitch input as it is
+        batch = {"pitch": torch.from_numpy(np.stack([pitch[i][:, s:s + segment] for i, s in crops]))}
+        # a speaker made up per crop: the target and the speaker input get the same stretch
+        factors = stretch_factors(batch_size, gen, speaker_augment) if speaker_augment else None
+        batch["mel"] = mel = mel if factors is None else warp_frequency(mel, factors, spec.f_min, spec.f_max)
+        if perturb.warp or perturb.tilt:
+            batch["content_mel"] = speaker_perturbation(mel, gen, perturb.warp, perturb.tilt, spec.f_min, spec.f_max)
+        if others is not None:
+            picked = same_speaker_crops(picks.numpy(), others, weights.numpy(), gen)
+            speaker_mel = stack([(data.train_idx[p], s) for p, s in picked])
+            batch["speaker_mel"] = speaker_mel if factors is None else \
+                warp_frequency(speaker_mel, factors, spec.f_min, spec.f_max)
+        return batch
+
+    return batch_fn
 
 
 def model_config(config: Config, n_mels: int) -> VQMIVCConfig:
@@ -203,27 +251,7 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
     if loop.begin(force, progress, log):
         return loop.checkpoint_path
     pitch = load_pitch(features_dir, config, data, progress=progress)
-    weights = torch.tensor([data.mels[i].shape[1] - segment + 1 for i in data.train_idx], dtype=torch.float64)
-    batch_size = tcfg.batch_size
-    perturb = config.vqmivc.perturb
-    other_utterance = config.vqmivc.speaker_input == "other_utterance"
-    train_speakers = data.speakers[data.train_idx]
-
-    def batch_fn(step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
-        # Utterances weighted by their number of crop positions: every crop is equally likely.
-        picks = torch.multinomial(weights, batch_size, replacement=True, generator=gen)
-        starts = (torch.rand(batch_size, generator=gen, dtype=torch.float64) * weights[picks]).long()
-        idx = data.train_idx[picks.numpy()]
-        crops = list(zip(idx, starts.tolist()))
-        mel = torch.from_numpy(np.stack([data.mels[i][:, s:s + segment] for i, s in crops]))
-        batch = {"mel": mel, "pitch": torch.from_numpy(np.stack([pitch[i][:, s:s + segment] for i, s in crops]))}
-        if perturb.warp or perturb.tilt:
-            batch["content_mel"] = speaker_perturbation(mel, gen, perturb.warp, perturb.tilt, spec.f_min, spec.f_max)
-        if other_utterance:
-            others = same_speaker_crops(picks.numpy(), train_speakers, weights.numpy(), gen)
-            batch["speaker_mel"] = torch.from_numpy(np.stack(
-                [data.mels[data.train_idx[p]][:, s:s + segment] for p, s in others]))
-        return batch
+    batch_fn = crop_sampler(data, pitch, segment, tcfg.batch_size, config, spec)
 
     def step_fn(batch, step: int) -> dict:
         return train_step(model, estimators, optimizer, mi_optimizer, batch, config, step, device)
