@@ -405,7 +405,7 @@ def test_universal_vocoder_trains_on_every_speaker_and_serves_references(vqmivc_
 
 
 def test_one_shot_measure_is_seeded_and_scores_the_reference_voice(vqmivc_run, tiny_corpus, tiny_vqvae, tmp_path):
-    from pipeline.evaluation.oneshot import choose_trials, one_shot_measures, plan_one_shot
+    from pipeline.evaluation.oneshot import OneShotPlan, choose_trials, one_shot_measures, plan_one_shot
     from pipeline.evaluation.report import _one_shot_table
     dataset = Dataset(tiny_corpus)
     pairs = choose_trials(dataset, 2, seed=7)
@@ -419,6 +419,11 @@ def test_one_shot_measure_is_seeded_and_scores_the_reference_voice(vqmivc_run, t
     assert {"sim_reference_converted", "sim_source_converted", "share_closer_to_reference"} <= set(scores["summary"])
     assert all(r["reference_utterance"].startswith("test/") for r in scores["per_trial"])
     assert any("similarity to reference speaker" in line for line in _one_shot_table(scores, "english"))
+    # without a vocoder the same trials are rendered by Griffin-Lim (benchmarks/diagnose_one_shot.py)
+    griffin, griffin_wavs = one_shot_measures(OneShotPlan(plan.unit_system, None, universal=False), dataset, SPEC, 2,
+                                              7, 2, ("similarity",), jobs=1, progress=False)
+    assert griffin["vocoder_kind"] == "griffinlim" and scores["vocoder_kind"] == plan.vocoder_kind != "griffinlim"
+    assert sorted(griffin_wavs) == sorted(wavs) and griffin_wavs != wavs
 
 
 def test_config_refuses_a_segment_too_short_for_the_cpc_steps():

@@ -8,7 +8,8 @@ converted wav is scored like a synthesis line (``pipeline.evaluation.speech``): 
 cosine to the reference speaker's and to the source speaker's mean embeddings (over their long
 test utterances), pocketsphinx CER/WER against the source transcript, and DNSMOS; the
 unconverted source is scored beside it. The vocoder is the run's universal MelGAN
-(``RUN/melgan_universal``) when it exists, else its target-voice MelGAN.
+(``RUN/melgan_universal``) when it exists, else its target-voice MelGAN; a plan without a
+vocoder renders with Griffin-Lim (``benchmarks/diagnose_one_shot.py``).
 """
 from __future__ import annotations
 
@@ -35,11 +36,16 @@ MEASURES = ("similarity", "asr", "dnsmos")
 @dataclass(frozen=True)
 class OneShotPlan:
     unit_system: Path
-    vocoder: Path
+    vocoder: Path | None       # a MelGAN checkpoint; None renders with Griffin-Lim (a diagnosis)
     universal: bool            # the vocoder was trained on every training voice
 
     def identity(self) -> list:
-        return [file_identity(self.unit_system), file_identity(self.vocoder), self.universal]
+        vocoder = None if self.vocoder is None else file_identity(self.vocoder)
+        return [file_identity(self.unit_system), vocoder, self.universal]
+
+    @property
+    def vocoder_kind(self) -> str:
+        return "griffinlim" if self.vocoder is None else "universal" if self.universal else "target-voice"
 
 
 def plan_one_shot(run: str | Path | None) -> OneShotPlan | None:
@@ -84,8 +90,9 @@ def one_shot_measures(plan: OneShotPlan, dataset: Dataset, spec: FeatureSpec, tr
     if not pairs:
         return {"skipped": f"{dataset.lang_dir}/test has no two speakers with utterances of "
                            f"{MIN_SECONDS:g} s or more"}, {}
-    converter = Converter(plan.unit_system, plan.vocoder, device="cpu")
-    if converter.vocoder.conditioned:
+    converter = Converter(plan.unit_system, plan.vocoder, vocoder="melgan" if plan.vocoder else "griffinlim",
+                          device="cpu")
+    if getattr(converter.vocoder, "conditioned", False):
         return {"skipped": f"the vocoder {plan.vocoder} is speaker-conditioned and cannot render unseen voices "
                            f"(train a universal one: make melgan-universal)"}, {}
     rate = spec.sample_rate
@@ -110,7 +117,7 @@ def one_shot_measures(plan: OneShotPlan, dataset: Dataset, spec: FeatureSpec, tr
     summary = {_reference_key(k): v for k, v in summarize(rows).items()}
     rows = [{_reference_key(k): v for k, v in row.items()} for row in rows]
     return {"trials": len(rows), "seed": seed, "unit_system": str(plan.unit_system), "vocoder": str(plan.vocoder),
-            "vocoder_kind": "universal" if plan.universal else "target-voice", "summary": summary,
+            "vocoder_kind": plan.vocoder_kind, "summary": summary,
             "per_trial": rows}, wavs
 
 
