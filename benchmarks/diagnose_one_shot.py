@@ -48,10 +48,10 @@ def row_values(summary: dict, rendering: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", nargs="+", required=True, help="UNIT_CHECKPOINT:UNIVERSAL_VOCODER_CHECKPOINT pairs")
-    parser.add_argument("--dataset", type=Path, default=Path("data/corpus"))
+    parser.add_argument("--dataset", type=Path, default=Path("data/corpus"), help="corpus whose test speakers are used")
     parser.add_argument("--trials", type=int, default=40, help="one-shot trials per pair")
     parser.add_argument("--seed", type=int, default=0, help="which trials are drawn")
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes for the measures")
     parser.add_argument("--no-griffinlim", action="store_true", help="skip rendering (c)")
     args = parser.parse_args()
     dataset = Dataset(args.dataset)
