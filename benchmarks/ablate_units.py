@@ -37,7 +37,7 @@ from pipeline.features import FeatureStore, feature_spec  # noqa: E402
 from pipeline.systems.encoding import encode_wavs  # noqa: E402
 from pipeline.units.reports import leakage_report  # noqa: E402
 from pipeline.units.source import encode_splits  # noqa: E402
-from common import mean_range, timed_stage, unit_settings  # noqa: E402
+from common import VQMIVC_AS_FIRST_BUILT, mean_range, timed_stage, unit_settings  # noqa: E402
 
 ZS = str(Path(sys.executable).with_name("zs2020"))
 # Every variant states the settings it is about, so a row means the same whatever the preset's
@@ -52,9 +52,7 @@ CPC = ["vqvae.model.cpc_steps=6", "vqvae.loss.cpc=1.0"]
 ADVERSARY = ["vqvae.model.adversary_hidden=128", "vqvae.loss.adversary=0.5"]
 LOCAL = ["vqvae.model.bottom_sees_top=false"]
 FRAMES = LOCAL + ["vqvae.model.bottom_encoder=frames"]
-# VQMIVC as first built: 512 codes, no input perturbation (the presets came from the rows below)
-VQMIVC = ["system=vqmivc", "vqmivc.model.codes=512", "vqmivc.perturb.warp=0.0", "vqmivc.perturb.tilt=0.0",
-          "vqmivc.speaker_input=same_crop", "vqmivc.speaker_augment=0.0"]
+VQMIVC = VQMIVC_AS_FIRST_BUILT          # the presets' vqmivc settings came from the rows below
 # name -> overrides on top of the preset
 VARIANTS: dict[str, list[str]] = {name: ORIGINAL + changes for name, changes in {
     "baseline": [],

@@ -14,6 +14,12 @@ import subprocess
 import time
 from pathlib import Path
 
+# VQMIVC as first built (512 codes, no perturbation, the speaker encoder on the crop itself): every
+# VQMIVC variant of the benchmarks starts from these, so a row means the same whatever the presets'
+# vqmivc section becomes
+VQMIVC_AS_FIRST_BUILT = ["system=vqmivc", "vqmivc.model.codes=512", "vqmivc.perturb.warp=0.0",
+                         "vqmivc.perturb.tilt=0.0", "vqmivc.speaker_input=same_crop", "vqmivc.speaker_augment=0.0"]
+
 
 def timed_stage(command: list[str], product: Path, timing: Path, **note) -> float:
     """Run ``command`` (a `zs2020` stage that writes ``product``); the minutes it took to make

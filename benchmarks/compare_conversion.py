@@ -31,7 +31,7 @@ from pipeline.core.stamp import fingerprint  # noqa: E402
 from pipeline.evaluation.oneshot import OneShotPlan, one_shot_measures  # noqa: E402
 from pipeline.evaluation.speech import speech_measures  # noqa: E402
 from pipeline.features import FeatureStore, feature_spec  # noqa: E402
-from common import mean_range, timed_stage, unit_settings  # noqa: E402
+from common import VQMIVC_AS_FIRST_BUILT, mean_range, timed_stage, unit_settings  # noqa: E402
 
 ZS = str(Path(sys.executable).with_name("zs2020"))
 # Every variant states the settings it compares, so a row means the same whatever the preset's
@@ -52,9 +52,7 @@ GROUND_TRUTH = ["melgan.train.input_mels=ground_truth"]
 ISTFT = ["melgan.generator.head=istft", "melgan.generator.ratios=[]", "melgan.generator.ngf=256",
          "melgan.generator.frame_blocks=8", "melgan.generator.istft_fft=640", "melgan.generator.istft_hop=160",
          "melgan.loss.stft=2.0", "melgan.train.steps=1400", "melgan.train.warmup_steps=1200"]
-# VQMIVC as first built: 512 codes, no input perturbation of its content encoder
-VQMIVC = ["system=vqmivc", "vqmivc.model.codes=512", "vqmivc.perturb.warp=0.0", "vqmivc.perturb.tilt=0.0",
-          "vqmivc.speaker_input=same_crop", "vqmivc.speaker_augment=0.0"]
+VQMIVC = VQMIVC_AS_FIRST_BUILT
 NO_MI = ["vqmivc.loss.mi_content_speaker=0", "vqmivc.loss.mi_content_pitch=0", "vqmivc.loss.mi_pitch_speaker=0"]
 # name -> (unit-system overrides, vocoder overrides), each on top of UNITS and VOCODER
 VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODER + vocoder) for name, (units, vocoder) in {
