@@ -127,16 +127,16 @@ def crop_sampler(data: TrainingData, pitch: list[np.ndarray], segment: int, batc
     others = utterances_by_speaker(data.speakers[data.train_idx]) \
         if config.vqmivc.speaker_input == "other_utterance" else None
 
-    def stack(crops) -> torch.Tensor:
-        return torch.from_numpy(np.stack([data.mels[i][:, s:s + segment] for i, s in crops]))
+    def stack(arrays: list[np.ndarray], crops) -> torch.Tensor:
+        return torch.from_numpy(np.stack([arrays[i][:, s:s + segment] for i, s in crops]))
 
     def batch_fn(step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         picks = torch.multinomial(weights, batch_size, replacement=True, generator=gen)
         starts = (torch.rand(batch_size, generator=gen, dtype=torch.float64) * weights[picks]).long()
         crops = list(zip(data.train_idx[picks.numpy()], starts.tolist()))
-        mel = stack(crops)
+        mel = stack(data.mels, crops)
         # log-F0 is normalised per utterance, so a whole-crop stretch leaves the pitch input as it is
-        batch = {"pitch": torch.from_numpy(np.stack([pitch[i][:, s:s + segment] for i, s in crops]))}
+        batch = {"pitch": stack(pitch, crops)}
         # a speaker made up per crop: the target and the speaker input get the same stretch
         factors = stretch_factors(batch_size, gen, speaker_augment) if speaker_augment else None
         batch["mel"] = mel = mel if factors is None else warp_frequency(mel, factors, spec.f_min, spec.f_max)
@@ -144,7 +144,7 @@ def crop_sampler(data: TrainingData, pitch: list[np.ndarray], segment: int, batc
             batch["content_mel"] = speaker_perturbation(mel, gen, perturb.warp, perturb.tilt, spec.f_min, spec.f_max)
         if others is not None:
             picked = same_speaker_crops(picks.numpy(), others, weights.numpy(), gen)
-            speaker_mel = stack([(data.train_idx[p], s) for p, s in picked])
+            speaker_mel = stack(data.mels, [(data.train_idx[p], s) for p, s in picked])
             batch["speaker_mel"] = speaker_mel if factors is None else \
                 warp_frequency(speaker_mel, factors, spec.f_min, spec.f_max)
         return batch
