@@ -52,7 +52,7 @@ def untrained_run(config, out: Path) -> tuple[Path, Path]:
     vq, mg = out / "vqvae.pt", out / "melgan.pt"
     save_checkpoint(vq, kind="vqvae", config=config.to_dict(), fingerprint="bench", step=0,
                     models={"vqvae": VQVAE2(cfg)}, meta=meta)
-    args = generator_args(config.melgan, spec.n_mels, 0)
+    args = generator_args(config.melgan, spec, 0)
     save_checkpoint(mg, kind="melgan", config=config.to_dict(), fingerprint="bench", step=0,
                     models={"generator": Generator(**args)},
                     meta={"speakers": {"V001": 0, "V002": 1}, "speaker_conditioned": False,

@@ -37,12 +37,14 @@ ZS = str(Path(sys.executable).with_name("zs2020"))
 # Every variant states the settings it compares, so a row means the same whatever the preset's
 # defaults become. UNITS: the demo's unit system (VQ-VAE-2 with contrastive coding, see
 # benchmarks/ablate_units.py); VOCODER: method 1 as first built (700 steps on the frozen unit
-# system's reconstructions of the target voices, no STFT loss).
+# system's reconstructions of the target voices, no STFT loss, the waveform head).
 UNITS = ["system=vqvae2", "vqvae.model.cpc_steps=6", "vqvae.loss.cpc=1.0", "vqvae.model.bottom_codes=512",
          "vqvae.model.bottom_sees_top=false", "vqvae.model.bottom_encoder=frames", "vqvae.loss.cycle_codes=0.0",
          "vqvae.loss.cycle_recon=0.0", "vqvae.loss.cycle_speaker=0.0", "vqvae.model.classifier_hidden=0"]
 VOCODER = ["melgan.train.method=separate", "melgan.train.input_mels=vqvae", "melgan.loss.stft=0.0",
-           "melgan.train.speakers=targets", "melgan.train.steps=700", "melgan.train.warmup_steps=500"]
+           "melgan.train.speakers=targets", "melgan.train.steps=700", "melgan.train.warmup_steps=500",
+           "melgan.generator.head=waveform", "melgan.generator.ngf=16", "melgan.generator.frame_blocks=0",
+           "melgan.generator.ratios=[5,4,4,2]", "melgan.generator.mel_anchor=false"]
 CYCLE = ["vqvae.loss.cycle_codes=1.0", "vqvae.loss.cycle_recon=1.0"]
 CYCLE_SPEAKER = CYCLE + ["vqvae.model.classifier_hidden=64", "vqvae.loss.cycle_speaker=0.1"]
 GROUND_TRUTH = ["melgan.train.input_mels=ground_truth"]
@@ -52,6 +54,8 @@ GROUND_TRUTH = ["melgan.train.input_mels=ground_truth"]
 ISTFT = ["melgan.generator.head=istft", "melgan.generator.ratios=[]", "melgan.generator.ngf=256",
          "melgan.generator.frame_blocks=8", "melgan.generator.istft_fft=640", "melgan.generator.istft_hop=160",
          "melgan.loss.stft=2.0", "melgan.train.steps=1400", "melgan.train.warmup_steps=1200"]
+# The istft head's log-magnitude as a residual on the input mel's pseudo-inverse (models.melgan).
+ANCHOR = ["melgan.generator.mel_anchor=true"]
 VQMIVC = VQMIVC_AS_FIRST_BUILT
 NO_MI = ["vqmivc.loss.mi_content_speaker=0", "vqmivc.loss.mi_content_pitch=0", "vqmivc.loss.mi_pitch_speaker=0"]
 # name -> (unit-system overrides, vocoder overrides), each on top of UNITS and VOCODER
@@ -63,6 +67,7 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODE
     "m1_long": ([], ["melgan.train.steps=1400", "melgan.train.warmup_steps=1000"]),
     "m1_istft": ([], ISTFT),
     "m1_istft_long": ([], ISTFT + ["melgan.train.steps=3000", "melgan.train.warmup_steps=2600"]),
+    "m1_istft_anchor": ([], ISTFT + ANCHOR),
     # iSTFTNet's layout: two upsamplings (to 2 kHz) and a 32-point inverse STFT with a hop of 8
     "m1_istftnet": ([], ISTFT + ["melgan.generator.ratios=[5,4]", "melgan.generator.ngf=64",
                                  "melgan.generator.frame_blocks=2", "melgan.generator.istft_fft=32",
@@ -81,6 +86,8 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODE
     "vqmivc_warp_codes128_istft": (VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=128"], ISTFT),
     "vqmivc_warp_codes128_aug_istft": (VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=128",
                                                  "vqmivc.speaker_augment=0.15"], ISTFT),
+    "vqmivc_warp_codes128_anchor": (VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=128"],
+                                    ISTFT + ANCHOR),
 }.items()}
 COLUMNS = [("share_closer_to_target", "closer to target", 2), ("sim_target_converted", "sim. target", 3),
            ("sim_source_converted", "sim. source", 3), ("cer_converted", "CER", 3), ("wer_converted", "WER", 3),
@@ -94,13 +101,17 @@ COLUMNS = [("share_closer_to_target", "closer to target", 2), ("sim_target_conve
 # Generator keys that came with the istft head. A waveform-head run without frame-rate blocks
 # ignores them, so they stay out of its identity: rows measured before they existed stay valid.
 ISTFT_KEYS = ("head", "frame_blocks", "istft_fft", "istft_hop")
+# Keys added later whose off value is what every earlier row ran with (the same reason).
+OFF_BY_DEFAULT = {"mel_anchor": False}
 
 
 def vocoder_identity(config) -> dict:
     settings = config.melgan.to_dict()
-    generator = settings["generator"]
+    generator = {k: v for k, v in settings["generator"].items()
+                 if not (k in OFF_BY_DEFAULT and v == OFF_BY_DEFAULT[k])}
     if generator["head"] == "waveform" and generator["frame_blocks"] == 0:
-        settings["generator"] = {k: v for k, v in generator.items() if k not in ISTFT_KEYS}
+        generator = {k: v for k, v in generator.items() if k not in ISTFT_KEYS}
+    settings["generator"] = generator
     return settings
 
 

@@ -408,6 +408,7 @@ class Generator(Section):
     ratios: list[int] = key(ge=1)                 # upsampling; they multiply to the hop (istft: hop / istft_hop)
     istft_fft: int = key(ge=2)                    # the istft head's FFT size (unused by the waveform head)
     istft_hop: int = key(ge=1)                    # the istft head's hop in samples (unused by the waveform head)
+    mel_anchor: bool = key()                      # istft head: log-magnitude = the input mel's pseudo-inverse + a residual
     speaker_dim: int = key(ge=1)
 
     def check(self, where):
@@ -415,6 +416,8 @@ class Generator(Section):
             raise _bad(f"{where}.ratios", self.ratios, "at least one upsampling ratio with head waveform")
         if self.head == "istft" and (self.istft_fft % 2 or self.istft_fft < self.istft_hop):
             raise _bad(f"{where}.istft_fft", self.istft_fft, f"an even size of at least istft_hop ({self.istft_hop})")
+        if self.mel_anchor and self.head != "istft":
+            raise _bad(f"{where}.mel_anchor", self.mel_anchor, "false unless head is istft")
 
 
 @dataclass(frozen=True)

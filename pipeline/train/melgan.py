@@ -171,7 +171,7 @@ class MelGANTrainer:
         self.unit = unit
         self.cfg, self.spec, self.speakers, self.device = cfg, spec, speakers, device
         self.amp = config.runtime.amp
-        self.generator_args = generator_args(cfg, spec.n_mels, len(speakers) if cfg.speaker_conditioned else 0)
+        self.generator_args = generator_args(cfg, spec, len(speakers) if cfg.speaker_conditioned else 0)
         self.generator = Generator(**self.generator_args).to(device)
         if self.generator.hop != spec.hop_length:
             extra = " times istft_hop" if cfg.generator.head == "istft" else ""
@@ -331,13 +331,14 @@ def joint_unit_model(items: list[VoiceUtterance], speakers: dict[str, int], spec
     return UnitModel(model, meta, ids, optimizer, config.vqvae, frozen_codebooks=False)
 
 
-def generator_args(cfg: MelGAN, n_mels: int, n_speakers: int) -> dict:
+def generator_args(cfg: MelGAN, spec: FeatureSpec, n_speakers: int) -> dict:
     """The generator's constructor arguments (stored in the checkpoint's meta, so inference
     rebuilds it without any config)."""
     g = cfg.generator
-    return {"n_mels": n_mels, "ngf": g.ngf, "ratios": list(g.ratios), "n_residual": g.n_residual,
+    anchor = {"anchor_spec": spec.to_dict()} if g.mel_anchor else {}   # absent: earlier checkpoints load as before
+    return {"n_mels": spec.n_mels, "ngf": g.ngf, "ratios": list(g.ratios), "n_residual": g.n_residual,
             "n_speakers": n_speakers, "speaker_dim": g.speaker_dim, "head": g.head, "istft_fft": g.istft_fft,
-            "istft_hop": g.istft_hop, "frame_blocks": g.frame_blocks}
+            "istft_hop": g.istft_hop, "frame_blocks": g.frame_blocks, **anchor}
 
 
 def run_fingerprint(config: Config, spec: FeatureSpec, data_ids: list[str]) -> str:
