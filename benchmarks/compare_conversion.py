@@ -44,7 +44,7 @@ UNITS = ["system=vqvae2", "vqvae.model.cpc_steps=6", "vqvae.loss.cpc=1.0", "vqva
 VOCODER = ["melgan.train.method=separate", "melgan.train.input_mels=vqvae", "melgan.loss.stft=0.0",
            "melgan.train.speakers=targets", "melgan.train.steps=700", "melgan.train.warmup_steps=500",
            "melgan.generator.head=waveform", "melgan.generator.ngf=16", "melgan.generator.frame_blocks=0",
-           "melgan.generator.ratios=[5,4,4,2]", "melgan.generator.mel_anchor=false"]
+           "melgan.generator.ratios=[5,4,4,2]", "melgan.generator.mel_anchor=false", "melgan.train.lr_warmup=1.0e-3"]
 CYCLE = ["vqvae.loss.cycle_codes=1.0", "vqvae.loss.cycle_recon=1.0"]
 CYCLE_SPEAKER = CYCLE + ["vqvae.model.classifier_hidden=64", "vqvae.loss.cycle_speaker=0.1"]
 GROUND_TRUTH = ["melgan.train.input_mels=ground_truth"]
@@ -54,8 +54,10 @@ GROUND_TRUTH = ["melgan.train.input_mels=ground_truth"]
 ISTFT = ["melgan.generator.head=istft", "melgan.generator.ratios=[]", "melgan.generator.ngf=256",
          "melgan.generator.frame_blocks=8", "melgan.generator.istft_fft=640", "melgan.generator.istft_hop=160",
          "melgan.loss.stft=2.0", "melgan.train.steps=1400", "melgan.train.warmup_steps=1200"]
-# The istft head's log-magnitude as a residual on the input mel's pseudo-inverse (models.melgan).
+# The istft head's log-magnitude as a residual on the input mel's pseudo-inverse (models.melgan);
+# ANCHOR_SLOW warms up at the adversarial rate (at 1e-3 every anchored run diverged for a while).
 ANCHOR = ["melgan.generator.mel_anchor=true"]
+ANCHOR_SLOW = ANCHOR + ["melgan.train.lr_warmup=2.0e-4"]
 VQMIVC = VQMIVC_AS_FIRST_BUILT
 NO_MI = ["vqmivc.loss.mi_content_speaker=0", "vqmivc.loss.mi_content_pitch=0", "vqmivc.loss.mi_pitch_speaker=0"]
 # name -> (unit-system overrides, vocoder overrides), each on top of UNITS and VOCODER
@@ -68,6 +70,7 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODE
     "m1_istft": ([], ISTFT),
     "m1_istft_long": ([], ISTFT + ["melgan.train.steps=3000", "melgan.train.warmup_steps=2600"]),
     "m1_istft_anchor": ([], ISTFT + ANCHOR),
+    "m1_istft_anchor_slow": ([], ISTFT + ANCHOR_SLOW),
     # iSTFTNet's layout: two upsamplings (to 2 kHz) and a 32-point inverse STFT with a hop of 8
     "m1_istftnet": ([], ISTFT + ["melgan.generator.ratios=[5,4]", "melgan.generator.ngf=64",
                                  "melgan.generator.frame_blocks=2", "melgan.generator.istft_fft=32",
@@ -88,6 +91,8 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODE
                                                  "vqmivc.speaker_augment=0.15"], ISTFT),
     "vqmivc_warp_codes128_anchor": (VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=128"],
                                     ISTFT + ANCHOR),
+    "vqmivc_warp_codes128_anchor_slow": (VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=128"],
+                                         ISTFT + ANCHOR_SLOW),
 }.items()}
 COLUMNS = [("share_closer_to_target", "closer to target", 2), ("sim_target_converted", "sim. target", 3),
            ("sim_source_converted", "sim. source", 3), ("cer_converted", "CER", 3), ("wer_converted", "WER", 3),
