@@ -59,6 +59,13 @@ def mel_filterbank(spec: FeatureSpec) -> torch.Tensor:
     return torch.from_numpy(fb).float()
 
 
+def mel_to_linear(mel: torch.Tensor, inverse_basis: torch.Tensor) -> torch.Tensor:
+    """(..., n_mels, frames) log10 mel -> (..., bins, frames) linear magnitude through
+    ``inverse_basis``, a pseudo-inverse of a mel filter bank (its bins may differ from the
+    features' own). Not clamped: a pseudo-inverse can give small negative values."""
+    return inverse_basis @ torch.pow(10.0, mel.float())
+
+
 class LogMel(nn.Module):
     """(batch, samples) waveform -> (batch, n_mels, ceil(samples / hop)) log10 magnitude mel."""
 

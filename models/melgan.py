@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
-from models.logmel import FeatureSpec, mel_filterbank
+from models.logmel import FeatureSpec, mel_filterbank, mel_to_linear
 
 
 def _wn(module: nn.Module) -> nn.Module:
@@ -117,8 +117,7 @@ class ISTFTHead(nn.Module):
 
     def anchor(self, mel: torch.Tensor, steps: int) -> torch.Tensor:
         """(batch, n_mels, frames) log10 mel -> (batch, bins, steps) natural-log magnitude."""
-        linear = torch.matmul(self.inverse_mel, torch.pow(10.0, mel.float()))
-        log_magnitude = torch.log(linear.clamp(min=self.floor))
+        log_magnitude = torch.log(mel_to_linear(mel, self.inverse_mel).clamp(min=self.floor))
         return log_magnitude.repeat_interleave(steps // mel.shape[-1], dim=-1)
 
     def forward(self, x: torch.Tensor, mel: torch.Tensor | None = None) -> torch.Tensor:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.logmel import FeatureSpec, mel_filterbank
+from models.logmel import FeatureSpec, mel_filterbank, mel_to_linear
 from models.melgan import Generator, remove_weight_norm
 from pipeline.core.checkpoint import load_checkpoint
 from pipeline.core.errors import UserError
@@ -88,7 +88,7 @@ class GriffinLimVocoder:
     @torch.no_grad()
     def __call__(self, mel: torch.Tensor, voice: str) -> np.ndarray:
         hop, frames = self.spec.hop_length, mel.shape[-1]
-        magnitude = (self.inverse_basis @ torch.pow(10.0, mel.float().cpu())).clamp_min(0.0)
+        magnitude = mel_to_linear(mel.cpu(), self.inverse_basis).clamp_min(0.0)
         # centre=True frame j sits at sample j * hop, LogMel frame k at k * hop + hop / 2: put a
         # copy of frame 0 in front, so LogMel frame k becomes frame k + 1, then drop half a hop.
         magnitude = torch.cat([magnitude[:, :1], magnitude], dim=1)
