@@ -58,6 +58,8 @@ ISTFT = ["melgan.generator.head=istft", "melgan.generator.ratios=[]", "melgan.ge
 # ANCHOR_SLOW warms up at the adversarial rate (at 1e-3 every anchored run diverged for a while).
 ANCHOR = ["melgan.generator.mel_anchor=true"]
 ANCHOR_SLOW = ANCHOR + ["melgan.train.lr_warmup=2.0e-4"]
+# Layer-normalised ConvNeXt blocks at the frame rate, to keep the 1e-3 warm-up from diverging.
+CONVNEXT = ["melgan.generator.frame_block=convnext"]
 VQMIVC = VQMIVC_AS_FIRST_BUILT
 NO_MI = ["vqmivc.loss.mi_content_speaker=0", "vqmivc.loss.mi_content_pitch=0", "vqmivc.loss.mi_pitch_speaker=0"]
 # name -> (unit-system overrides, vocoder overrides), each on top of UNITS and VOCODER
@@ -71,6 +73,15 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODE
     "m1_istft_long": ([], ISTFT + ["melgan.train.steps=3000", "melgan.train.warmup_steps=2600"]),
     "m1_istft_anchor": ([], ISTFT + ANCHOR),
     "m1_istft_anchor_slow": ([], ISTFT + ANCHOR_SLOW),
+    "m1_istft_anchor_convnext": ([], ISTFT + ANCHOR + CONVNEXT),
+    # three times the adversarial steps (600 instead of 200) after the same warm-up
+    "m1_istft_anchor_slow_adv600": ([], ISTFT + ANCHOR_SLOW + ["melgan.train.steps=1800"]),
+    # no adversarial steps at all (the 1200 warm-up steps only), and a warm-up rate between the two
+    "m1_istft_anchor_slow_adv0": ([], ISTFT + ANCHOR_SLOW + ["melgan.train.steps=1200"]),
+    "m1_istft_anchor_5e-4": ([], ISTFT + ANCHOR + ["melgan.train.lr_warmup=5.0e-4"]),
+    # the unit system trained 5000 steps instead of 3000, with the generator-only anchored vocoder
+    "m1_units5000_istft_anchor_slow_adv0": (["vqvae.train.steps=5000"],
+                                            ISTFT + ANCHOR_SLOW + ["melgan.train.steps=1200"]),
     # iSTFTNet's layout: two upsamplings (to 2 kHz) and a 32-point inverse STFT with a hop of 8
     "m1_istftnet": ([], ISTFT + ["melgan.generator.ratios=[5,4]", "melgan.generator.ngf=64",
                                  "melgan.generator.frame_blocks=2", "melgan.generator.istft_fft=32",
@@ -93,6 +104,8 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODE
                                     ISTFT + ANCHOR),
     "vqmivc_warp_codes128_anchor_slow": (VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=128"],
                                          ISTFT + ANCHOR_SLOW),
+    "vqmivc_warp_codes128_anchor_slow_adv0": (VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=128"],
+                                              ISTFT + ANCHOR_SLOW + ["melgan.train.steps=1200"]),
 }.items()}
 COLUMNS = [("share_closer_to_target", "closer to target", 2), ("sim_target_converted", "sim. target", 3),
            ("sim_source_converted", "sim. source", 3), ("cer_converted", "CER", 3), ("wer_converted", "WER", 3),
@@ -107,7 +120,7 @@ COLUMNS = [("share_closer_to_target", "closer to target", 2), ("sim_target_conve
 # ignores them, so they stay out of its identity: rows measured before they existed stay valid.
 ISTFT_KEYS = ("head", "frame_blocks", "istft_fft", "istft_hop")
 # Keys added later whose off value is what every earlier row ran with (the same reason).
-OFF_BY_DEFAULT = {"mel_anchor": False}
+OFF_BY_DEFAULT = {"mel_anchor": False, "frame_block": "residual"}
 
 
 def vocoder_identity(config) -> dict:

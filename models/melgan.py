@@ -15,7 +15,8 @@ hop) or ``istft`` (as in iSTFTNet and Vocos: the last layer predicts a log-magni
 spectrum per step and an inverse STFT makes the samples, so the ratios multiply to
 ``hop / istft_hop``; with no ratios at all every layer runs at the frame rate, which is far cheaper
 on a CPU than convolutions at 16 kHz). ``frame_blocks`` residual blocks run at the frame rate
-before any upsampling (the whole network when there is none).
+before any upsampling (the whole network when there is none); ``frame_block`` picks MelGAN's
+weight-normalised residual block or a layer-normalised ConvNeXt block for them.
 
 Mel anchor (istft head, ``anchor_spec``): the predicted log-magnitude is a residual on top of the
 input mel mapped back to linear frequency (the filter bank's pseudo-inverse, as Griffin-Lim does),
@@ -73,6 +74,39 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shortcut(x) + self.block(x)
+
+
+class ChannelNorm(nn.Module):
+    """Layer normalisation over the channels of a (batch, channels, steps) tensor, per step."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+class ConvNeXtBlock(nn.Module):
+    """A normalised frame-rate block (ConvNeXt's layout, as Vocos uses it): a depthwise kernel-7
+    convolution, layer normalisation over channels, a 1x1 expansion with GELU and a 1x1
+    projection, scaled by a learnt per-channel gain on an identity shortcut.
+
+    Why: the weight-normalised residual blocks have a learnt 1x1 shortcut in every block and no
+    normalisation, and with the mel-anchored head at a 1e-3 warm-up their activations grew from
+    about 0.03 to thousands in every training. Here each block's input is normalised and its
+    contribution starts small (``scale``), so the body cannot amplify itself."""
+
+    def __init__(self, channels: int, expansion: int = 3, scale: float = 0.1):
+        super().__init__()
+        self.depthwise = nn.Sequential(Pad(3), nn.Conv1d(channels, channels, kernel_size=7, groups=channels))
+        self.norm = ChannelNorm(channels)
+        self.mlp = nn.Sequential(nn.Conv1d(channels, expansion * channels, kernel_size=1), nn.GELU(),
+                                 nn.Conv1d(expansion * channels, channels, kernel_size=1))
+        self.gain = nn.Parameter(torch.full((channels, 1), scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.gain * self.mlp(self.norm(self.depthwise(x)))
 
 
 def upsample_layer(channels_in: int, channels_out: int, ratio: int) -> nn.Module:
@@ -145,10 +179,13 @@ class Generator(nn.Module):
 
     def __init__(self, n_mels: int = 80, ngf: int = 32, ratios: Sequence[int] = (5, 4, 4, 2),
                  n_residual: int = 3, n_speakers: int = 0, speaker_dim: int = 16, head: str = "waveform",
-                 istft_fft: int = 0, istft_hop: int = 1, frame_blocks: int = 0, anchor_spec: dict | None = None):
+                 istft_fft: int = 0, istft_hop: int = 1, frame_blocks: int = 0, anchor_spec: dict | None = None,
+                 frame_block: str = "residual"):
         super().__init__()
         if head not in ("waveform", "istft"):
             raise ValueError(f"unknown generator head {head!r}")
+        if frame_block not in ("residual", "convnext"):
+            raise ValueError(f"unknown frame block {frame_block!r}")
         if anchor_spec is not None and head != "istft":
             raise ValueError("a mel anchor needs the istft head")
         if head == "waveform" and not ratios:
@@ -160,7 +197,12 @@ class Generator(nn.Module):
         channels = ngf * 2 ** len(self.ratios)
         layers: list[nn.Module] = [Pad(3), _wn(nn.Conv1d(n_mels + (speaker_dim if n_speakers > 0 else 0),
                                                          channels, kernel_size=7))]
-        layers += [ResidualBlock(channels, 3 ** (j % 3)) for j in range(frame_blocks)]
+        if frame_block == "convnext":
+            layers += [ChannelNorm(channels)]
+            layers += [ConvNeXtBlock(channels, scale=1.0 / max(frame_blocks, 1)) for _ in range(frame_blocks)]
+            layers += [ChannelNorm(channels)]
+        else:
+            layers += [ResidualBlock(channels, 3 ** (j % 3)) for j in range(frame_blocks)]
         for ratio in self.ratios:
             layers += [nn.LeakyReLU(0.2), upsample_layer(channels, channels // 2, ratio)]
             channels //= 2

@@ -149,14 +149,34 @@ def test_mel_anchor_needs_the_istft_head():
         load_config("tiny", ["melgan.generator.mel_anchor=true", "melgan.generator.head=waveform"])
 
 
-@pytest.mark.parametrize("anchored", [False, True])
-def test_istft_training_lowers_the_spectral_loss(anchored, tiny_features, tiny_corpus, tiny_config, tmp_path):
+def test_convnext_body_is_normalised_whatever_the_input_scale():
+    # The weight-normalised body let activations grow into the thousands at a 1e-3 warm-up; the
+    # ConvNeXt body hands the head layer-normalised steps however large its input is.
+    torch.manual_seed(0)
+    gen = Generator(n_mels=SPEC.n_mels, ngf=16, ratios=(), head="istft", istft_fft=640, istft_hop=160,
+                    frame_blocks=3, frame_block="convnext", anchor_spec=SPEC.to_dict())
+    body = gen.net[:-2]                             # everything before the LeakyReLU and the head
+    for scale in (1.0, 1e4):
+        hidden = body(scale * torch.randn(2, SPEC.n_mels, 9))
+        assert torch.allclose(hidden.mean(1), torch.zeros(2, 9), atol=1e-4)
+        assert torch.allclose(hidden.std(1, unbiased=False), torch.ones(2, 9), atol=1e-2)
+    wav = gen(torch.randn(2, SPEC.n_mels, 9) - 2)
+    wav.pow(2).sum().backward()
+    assert wav.shape == (2, 9 * 160)
+    assert all(block.gain.grad.abs().sum() > 0 for block in gen.net if hasattr(block, "gain"))
+    with pytest.raises(ValueError, match="frame block"):
+        Generator(frame_block="transformer")
+
+
+@pytest.mark.parametrize("anchored,block", [(False, "residual"), (True, "residual"), (True, "convnext")])
+def test_istft_training_lowers_the_spectral_loss(anchored, block, tiny_features, tiny_corpus, tiny_config, tmp_path):
     from pipeline.train.melgan import train
     from pipeline.systems.vocoders import MelGANVocoder
     config = short_config(tiny_config, 24, "melgan.generator.head=istft", "melgan.generator.ratios=[]",
                           "melgan.generator.ngf=32", "melgan.generator.frame_blocks=2",
                           "melgan.train.warmup_steps=24", "melgan.train.validate_every=8",
-                          f"melgan.generator.mel_anchor={str(anchored).lower()}")
+                          f"melgan.generator.mel_anchor={str(anchored).lower()}",
+                          f"melgan.generator.frame_block={block}")
     path = train(tiny_features, tiny_corpus, tmp_path, config, progress=False)
     history = load_checkpoint(path, kind="melgan")["history"]
     assert np.mean([r["mel_l1"] for r in history[-6:]]) < np.mean([r["mel_l1"] for r in history[:6]])

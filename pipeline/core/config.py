@@ -405,6 +405,7 @@ class Generator(Section):
     ngf: int = key(ge=1)
     n_residual: int = key(ge=0)
     frame_blocks: int = key(ge=0)                 # residual blocks at the frame rate, before any upsampling
+    frame_block: Literal["residual", "convnext"] = key()  # MelGAN's residual block or a normalised ConvNeXt block
     ratios: list[int] = key(ge=1)                 # upsampling; they multiply to the hop (istft: hop / istft_hop)
     istft_fft: int = key(ge=2)                    # the istft head's FFT size (unused by the waveform head)
     istft_hop: int = key(ge=1)                    # the istft head's hop in samples (unused by the waveform head)

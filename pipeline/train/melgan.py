@@ -336,9 +336,10 @@ def generator_args(cfg: MelGAN, spec: FeatureSpec, n_speakers: int) -> dict:
     rebuilds it without any config)."""
     g = cfg.generator
     anchor = {"anchor_spec": spec.to_dict()} if g.mel_anchor else {}   # absent: earlier checkpoints load as before
+    block = {"frame_block": g.frame_block} if g.frame_block != "residual" else {}
     return {"n_mels": spec.n_mels, "ngf": g.ngf, "ratios": list(g.ratios), "n_residual": g.n_residual,
             "n_speakers": n_speakers, "speaker_dim": g.speaker_dim, "head": g.head, "istft_fft": g.istft_fft,
-            "istft_hop": g.istft_hop, "frame_blocks": g.frame_blocks, **anchor}
+            "istft_hop": g.istft_hop, "frame_blocks": g.frame_blocks, **anchor, **block}
 
 
 def run_fingerprint(config: Config, spec: FeatureSpec, data_ids: list[str]) -> str:
