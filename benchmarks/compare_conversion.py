@@ -58,9 +58,13 @@ ISTFT = ["melgan.generator.head=istft", "melgan.generator.ratios=[]", "melgan.ge
 # ANCHOR_SLOW warms up at the adversarial rate (at 1e-3 every anchored run diverged for a while).
 ANCHOR = ["melgan.generator.mel_anchor=true"]
 ANCHOR_SLOW = ANCHOR + ["melgan.train.lr_warmup=2.0e-4"]
+# The slow warm-up's 1200 generator-only steps and no adversarial ones (the demo vocoder now).
+ANCHOR_SLOW_ADV0 = ANCHOR_SLOW + ["melgan.train.steps=1200"]
 # Layer-normalised ConvNeXt blocks at the frame rate, to keep the 1e-3 warm-up from diverging.
 CONVNEXT = ["melgan.generator.frame_block=convnext"]
 VQMIVC = VQMIVC_AS_FIRST_BUILT
+# VQMIVC with the frequency stretch and 128 codes (the configuration that meets the leakage goal)
+VQMIVC_WARP128 = VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=128"]
 NO_MI = ["vqmivc.loss.mi_content_speaker=0", "vqmivc.loss.mi_content_pitch=0", "vqmivc.loss.mi_pitch_speaker=0"]
 # name -> (unit-system overrides, vocoder overrides), each on top of UNITS and VOCODER
 VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODER + vocoder) for name, (units, vocoder) in {
@@ -77,11 +81,10 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODE
     # three times the adversarial steps (600 instead of 200) after the same warm-up
     "m1_istft_anchor_slow_adv600": ([], ISTFT + ANCHOR_SLOW + ["melgan.train.steps=1800"]),
     # no adversarial steps at all (the 1200 warm-up steps only), and a warm-up rate between the two
-    "m1_istft_anchor_slow_adv0": ([], ISTFT + ANCHOR_SLOW + ["melgan.train.steps=1200"]),
+    "m1_istft_anchor_slow_adv0": ([], ISTFT + ANCHOR_SLOW_ADV0),
     "m1_istft_anchor_5e-4": ([], ISTFT + ANCHOR + ["melgan.train.lr_warmup=5.0e-4"]),
     # the unit system trained 5000 steps instead of 3000, with the generator-only anchored vocoder
-    "m1_units5000_istft_anchor_slow_adv0": (["vqvae.train.steps=5000"],
-                                            ISTFT + ANCHOR_SLOW + ["melgan.train.steps=1200"]),
+    "m1_units5000_istft_anchor_slow_adv0": (["vqvae.train.steps=5000"], ISTFT + ANCHOR_SLOW_ADV0),
     # iSTFTNet's layout: two upsamplings (to 2 kHz) and a 32-point inverse STFT with a hop of 8
     "m1_istftnet": ([], ISTFT + ["melgan.generator.ratios=[5,4]", "melgan.generator.ngf=64",
                                  "melgan.generator.frame_blocks=2", "melgan.generator.istft_fft=32",
@@ -97,15 +100,11 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODE
     "vqmivc_istft": (VQMIVC, ISTFT),
     "vqmivc_warp_istft": (VQMIVC + ["vqmivc.perturb.warp=0.15"], ISTFT),
     "vqmivc_warp_other_istft": (VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.speaker_input=other_utterance"], ISTFT),
-    "vqmivc_warp_codes128_istft": (VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=128"], ISTFT),
-    "vqmivc_warp_codes128_aug_istft": (VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=128",
-                                                 "vqmivc.speaker_augment=0.15"], ISTFT),
-    "vqmivc_warp_codes128_anchor": (VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=128"],
-                                    ISTFT + ANCHOR),
-    "vqmivc_warp_codes128_anchor_slow": (VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=128"],
-                                         ISTFT + ANCHOR_SLOW),
-    "vqmivc_warp_codes128_anchor_slow_adv0": (VQMIVC + ["vqmivc.perturb.warp=0.15", "vqmivc.model.codes=128"],
-                                              ISTFT + ANCHOR_SLOW + ["melgan.train.steps=1200"]),
+    "vqmivc_warp_codes128_istft": (VQMIVC_WARP128, ISTFT),
+    "vqmivc_warp_codes128_aug_istft": (VQMIVC_WARP128 + ["vqmivc.speaker_augment=0.15"], ISTFT),
+    "vqmivc_warp_codes128_anchor": (VQMIVC_WARP128, ISTFT + ANCHOR),
+    "vqmivc_warp_codes128_anchor_slow": (VQMIVC_WARP128, ISTFT + ANCHOR_SLOW),
+    "vqmivc_warp_codes128_anchor_slow_adv0": (VQMIVC_WARP128, ISTFT + ANCHOR_SLOW_ADV0),
 }.items()}
 COLUMNS = [("share_closer_to_target", "closer to target", 2), ("sim_target_converted", "sim. target", 3),
            ("sim_source_converted", "sim. source", 3), ("cer_converted", "CER", 3), ("wer_converted", "WER", 3),
