@@ -14,6 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from pipeline.train.vqvae import unit_system_settings
+
 # VQMIVC as first built (512 codes, no perturbation, the speaker encoder on the crop itself): every
 # VQMIVC variant of the benchmarks starts from these, so a row means the same whatever the presets'
 # vqmivc section becomes
@@ -39,7 +41,8 @@ def unit_settings(config) -> list:
     """What trained units depend on in a config: the system and both systems' sections. VQMIVC's
     later training options (input perturbation, the speaker encoder's input, the whole-crop
     stretch) enter only where they act (a vqmivc system, set away from how it was first built),
-    so rows measured before the keys existed keep their identity."""
+    so rows measured before the keys existed keep their identity; the VQ-VAE-2's later keys
+    likewise (``pipeline.train.vqvae.unit_system_settings``)."""
     vqmivc = config.vqmivc.to_dict()
     if config.system != "vqmivc" or not any(vqmivc["perturb"].values()):
         del vqmivc["perturb"]
@@ -47,7 +50,7 @@ def unit_settings(config) -> list:
         del vqmivc["speaker_input"]
     if config.system != "vqmivc" or not vqmivc["speaker_augment"]:
         del vqmivc["speaker_augment"]
-    return [config.system, config.vqvae.to_dict(), vqmivc]
+    return [config.system, unit_system_settings(config), vqmivc]
 
 
 def mean_range(values: list[float], digits: int) -> str:

@@ -40,7 +40,8 @@ ZS = str(Path(sys.executable).with_name("zs2020"))
 # system's reconstructions of the target voices, no STFT loss, the waveform head).
 UNITS = ["system=vqvae2", "vqvae.model.cpc_steps=6", "vqvae.loss.cpc=1.0", "vqvae.model.bottom_codes=512",
          "vqvae.model.bottom_sees_top=false", "vqvae.model.bottom_encoder=frames", "vqvae.loss.cycle_codes=0.0",
-         "vqvae.loss.cycle_recon=0.0", "vqvae.loss.cycle_speaker=0.0", "vqvae.model.classifier_hidden=0"]
+         "vqvae.loss.cycle_recon=0.0", "vqvae.loss.cycle_speaker=0.0", "vqvae.model.classifier_hidden=0",
+         "vqvae.model.decoder_blocks=0", "vqvae.train.steps=3000"]
 VOCODER = ["melgan.train.method=separate", "melgan.train.input_mels=vqvae", "melgan.loss.stft=0.0",
            "melgan.train.speakers=targets", "melgan.train.steps=700", "melgan.train.warmup_steps=500",
            "melgan.generator.head=waveform", "melgan.generator.ngf=16", "melgan.generator.frame_blocks=0",
@@ -85,6 +86,30 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODE
     "m1_istft_anchor_5e-4": ([], ISTFT + ANCHOR + ["melgan.train.lr_warmup=5.0e-4"]),
     # the unit system trained 5000 steps instead of 3000, with the generator-only anchored vocoder
     "m1_units5000_istft_anchor_slow_adv0": (["vqvae.train.steps=5000"], ISTFT + ANCHOR_SLOW_ADV0),
+    # the VQ-VAE-2's encoder sees a frequency-stretched copy of each crop (the decoder rebuilds the crop)
+    "m1_warp_istft_anchor_slow_adv0": (["vqvae.perturb.warp=0.15"], ISTFT + ANCHOR_SLOW_ADV0),
+    "m1_warp_tilt_istft_anchor_slow_adv0": (["vqvae.perturb.warp=0.15", "vqvae.perturb.tilt=0.1"],
+                                            ISTFT + ANCHOR_SLOW_ADV0),
+    # the VQ-VAE-2's decoder with four residual blocks dilated 1, 2, 4, 8 (a 31-code context instead of 5)
+    "m1_dec4_istft_anchor_slow_adv0": (["vqvae.model.decoder_blocks=4"], ISTFT + ANCHOR_SLOW_ADV0),
+    "m1_dec6_istft_anchor_slow_adv0": (["vqvae.model.decoder_blocks=6"], ISTFT + ANCHOR_SLOW_ADV0),
+    "m1_dec4_units5000_istft_anchor_slow_adv0": (["vqvae.model.decoder_blocks=4", "vqvae.train.steps=5000"],
+                                                 ISTFT + ANCHOR_SLOW_ADV0),
+    "m1_dec4_units7000_istft_anchor_slow_adv0": (["vqvae.model.decoder_blocks=4", "vqvae.train.steps=7000"],
+                                                 ISTFT + ANCHOR_SLOW_ADV0),
+    # the same with the vocoder's generator-only steps 2000 instead of 1200
+    "m1_dec4_units5000_istft_anchor_v2000": (["vqvae.model.decoder_blocks=4", "vqvae.train.steps=5000"],
+                                             ISTFT + ANCHOR_SLOW + ["melgan.train.steps=2000",
+                                                                    "melgan.train.warmup_steps=2000"]),
+    # and 800 (DNSMOS falls as the generator-only steps grow past 1200)
+    "m1_dec4_units5000_istft_anchor_v800": (["vqvae.model.decoder_blocks=4", "vqvae.train.steps=5000"],
+                                            ISTFT + ANCHOR_SLOW + ["melgan.train.steps=800",
+                                                                   "melgan.train.warmup_steps=800"]),
+    # and time-jitter on the bottom codes (bshall's 0.5): the decoder cannot rely on exact code timing
+    "m1_dec4_jitter_istft_anchor_slow_adv0": (["vqvae.model.decoder_blocks=4", "vqvae.model.jitter=0.5"],
+                                              ISTFT + ANCHOR_SLOW_ADV0),
+    # self-cycle consistency (weights 1, re-encoding with the encoder frozen) under the default vocoder
+    "m1_cycle_istft_anchor_slow_adv0": (CYCLE, ISTFT + ANCHOR_SLOW_ADV0),
     # iSTFTNet's layout: two upsamplings (to 2 kHz) and a 32-point inverse STFT with a hop of 8
     "m1_istftnet": ([], ISTFT + ["melgan.generator.ratios=[5,4]", "melgan.generator.ngf=64",
                                  "melgan.generator.frame_blocks=2", "melgan.generator.istft_fft=32",

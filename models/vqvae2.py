@@ -53,6 +53,8 @@ class VQVAE2Config:
     classifier_hidden: int = 0   # speaker classifier on log-mels, for the self-cycle's speaker term (0 = none)
     bottom_encoder: str = "conv" # "conv": convolutions and residual blocks; "frames": one strided convolution,
                                  # then per-frame LayerNorm/ReLU/Linear blocks (a 40 ms window, as in VQ-CPC)
+    decoder_blocks: int = 0      # > 0: the decoder's residual blocks are this many, dilated 1, 2, 4, ...
+                                 # (0: res_blocks undilated ones, as first built)
 
     @classmethod
     def from_dict(cls, model: dict, quantizer: dict | None = None, **extra) -> "VQVAE2Config":
@@ -65,11 +67,12 @@ class VQVAE2Config:
 
 
 class ResBlock(nn.Module):
-    """x + conv1x1(act(conv3(act(x)))); never in place, so the skip input stays intact."""
+    """x + conv1x1(act(conv3(act(x)))); never in place, so the skip input stays intact. The
+    kernel-3 convolution may be dilated (it then spans 2 * dilation + 1 frames)."""
 
-    def __init__(self, channels: int, res_channels: int):
+    def __init__(self, channels: int, res_channels: int, dilation: int = 1):
         super().__init__()
-        self.conv1 = nn.Conv1d(channels, res_channels, 3, padding=1)
+        self.conv1 = nn.Conv1d(channels, res_channels, 3, padding=dilation, dilation=dilation)
         self.conv2 = nn.Conv1d(res_channels, channels, 1)
 
     def forward(self, x):
@@ -89,8 +92,11 @@ class FrameBlock(nn.Module):
         return x + self.linear(F.relu(self.norm(frames))).transpose(1, 2)
 
 
-def res_stack(channels: int, res_channels: int, n: int) -> nn.Sequential:
-    return nn.Sequential(*[ResBlock(channels, res_channels) for _ in range(n)], nn.LeakyReLU(0.2))
+def res_stack(channels: int, res_channels: int, n: int, dilated: bool = False) -> nn.Sequential:
+    """n residual blocks, then an activation; ``dilated``: dilations 1, 2, 4, ... (a context of
+    2 ** (n + 1) - 1 frames instead of 2 n + 1)."""
+    blocks = [ResBlock(channels, res_channels, 2 ** i if dilated else 1) for i in range(n)]
+    return nn.Sequential(*blocks, nn.LeakyReLU(0.2))
 
 
 def downsample(cin: int, cout: int) -> nn.Conv1d:
@@ -163,7 +169,8 @@ class VQVAE2(nn.Module):
         self.speaker = nn.Embedding(cfg.num_speakers, cfg.speaker_dim)
         self.decoder = nn.Sequential(
             nn.Conv1d(cfg.bottom_dim + cfg.top_dim + cfg.speaker_dim, c, 3, padding=1),
-            res_stack(c, r, n), upsample(c, c), nn.LeakyReLU(0.2), nn.Conv1d(c, cfg.n_mels, 3, padding=1))
+            res_stack(c, r, cfg.decoder_blocks, dilated=True) if cfg.decoder_blocks else res_stack(c, r, n),
+            upsample(c, c), nn.LeakyReLU(0.2), nn.Conv1d(c, cfg.n_mels, 3, padding=1))
         if cfg.input_norm not in ("global", "utterance"):
             raise ValueError(f"input_norm must be global or utterance, not {cfg.input_norm!r}")
         self.cpc = (ContrastivePredictor(cfg.bottom_dim, cfg.cpc_context, cfg.cpc_steps, cfg.cpc_negatives)
@@ -242,8 +249,13 @@ class VQVAE2(nn.Module):
         return self.decode(top, bottom, speaker, num_frames)
 
     # ------------------------------------------------------------------ training forward
-    def forward(self, mel: torch.Tensor, speaker: torch.Tensor, adversary_scale: float = 1.0) -> VQVAE2Output:
-        enc = self.encode(mel)
+    def forward(self, mel: torch.Tensor, speaker: torch.Tensor, adversary_scale: float = 1.0,
+                content_mel: torch.Tensor | None = None) -> VQVAE2Output:
+        """Encode ``content_mel`` (a speaker-perturbed copy of ``mel``, same shape; default ``mel``)
+        and reconstruct ``mel`` from its codes and the speaker."""
+        if content_mel is not None and content_mel.shape != mel.shape:
+            raise ValueError(f"content_mel has shape {tuple(content_mel.shape)}, mel {tuple(mel.shape)}")
+        enc = self.encode(mel if content_mel is None else content_mel)
         bottom = enc.bottom.quantized
         if self.training and self.cfg.jitter > 0:
             bottom = time_jitter(bottom, self.cfg.jitter)

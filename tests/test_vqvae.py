@@ -2,6 +2,7 @@
 tiny corpus (loss falls, codebooks stay alive, resume replays the uninterrupted run exactly)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -16,6 +17,7 @@ torch.set_num_threads(1)
 
 SMALL = VQVAE2Config(channels=16, res_blocks=1, res_channels=8, bottom_dim=8, top_dim=8, bottom_codes=16,
                      top_codes=8, num_speakers=3, speaker_dim=4, jitter=0.5, restart_every=0)
+PERTURB = ["vqvae.perturb.warp=0.15", "vqvae.perturb.tilt=0.1"]
 
 
 # ---------------------------------------------------------------- quantizer
@@ -140,6 +142,52 @@ def test_speaker_embedding_changes_the_decoded_mel_but_not_the_codes():
     assert not torch.allclose(a, b)
 
 
+def test_a_perturbed_encoder_input_changes_the_codes_but_not_the_target():
+    from models.augment import warp_frequency
+    torch.manual_seed(0)
+    model = VQVAE2(SMALL).eval()
+    mel, spk = torch.randn(2, 80, 40), torch.tensor([0, 2])
+    warped = warp_frequency(mel, torch.tensor([1.2, 0.85]), 0.0, 8000.0)
+    plain, perturbed = model(mel, spk), model(mel, spk, content_mel=warped)
+    assert torch.equal(perturbed.encoded.prequant, model.encode(warped).prequant)
+    assert not torch.allclose(perturbed.encoded.prequant, plain.encoded.prequant)
+    # the decoder rebuilds the crop itself from the perturbed copy's codes
+    assert torch.allclose(perturbed.recon_loss,
+                          torch.nn.functional.l1_loss(model.normalize(perturbed.mel), model.normalize(mel)))
+    with pytest.raises(ValueError, match="content_mel has shape"):
+        model(mel, spk, content_mel=warped[..., :20])
+
+
+def _decoder_reach(cfg: VQVAE2Config) -> int:
+    """How many output frames change when one bottom code vector in the middle changes."""
+    torch.manual_seed(0)
+    model = VQVAE2(cfg).eval()
+    top, bottom, spk = torch.randn(1, cfg.top_dim, 20), torch.randn(1, cfg.bottom_dim, 40), torch.tensor([1])
+    changed = bottom.clone()
+    changed[..., 20] += 1.0
+    with torch.no_grad():
+        diff = (model.decode(top, changed, spk, 80) - model.decode(top, bottom, spk, 80)).abs().amax(1)[0]
+    return int((diff > 0).sum())
+
+
+def test_dilated_decoder_blocks_widen_the_context_of_each_code():
+    plain = _decoder_reach(dataclasses.replace(SMALL, res_blocks=2))
+    dilated = _decoder_reach(dataclasses.replace(SMALL, res_blocks=2, decoder_blocks=4))
+    # conv3 + 2 undilated blocks: 7 codes (14 frames and the upsampling's overlap) against
+    # conv3 + blocks dilated 1, 2, 4, 8: 33 codes
+    assert plain <= 2 * 7 + 4 and dilated >= 2 * 33
+    assert VQVAE2Config.from_dict({}).decoder_blocks == 0   # checkpoints from before the key: as first built
+
+
+def test_settings_added_later_enter_the_fingerprint_only_when_on(tiny_config):
+    from pipeline.train.vqvae import run_fingerprint, unit_system_settings
+    settings = unit_system_settings(tiny_config)
+    assert "perturb" not in settings and "decoder_blocks" not in settings["model"]
+    on = tiny_config.replace(PERTURB + ["vqvae.model.decoder_blocks=3"])
+    assert unit_system_settings(on)["perturb"]["warp"] == 0.15 and unit_system_settings(on)["model"]["decoder_blocks"] == 3
+    assert run_fingerprint(on, ["data"]) != run_fingerprint(tiny_config, ["data"])
+
+
 def test_normalisation_statistics_travel_in_the_state_dict():
     model = VQVAE2(SMALL)
     model.set_normalization(torch.full((80,), -2.0), torch.full((80,), 0.5))
@@ -203,12 +251,16 @@ def test_missing_features_is_one_clear_error(tmp_path, tiny_config):
 
 
 @pytest.mark.slow
-def test_resume_after_a_kill_replays_the_uninterrupted_run(tiny_features, tiny_config, tmp_path, monkeypatch):
+@pytest.mark.parametrize("perturb", [False, True], ids=["plain", "perturbed"])
+def test_resume_after_a_kill_replays_the_uninterrupted_run(tiny_features, tiny_config, tmp_path, monkeypatch, perturb):
     from pipeline.core import training
     from pipeline.train.vqvae import train
     # restart_every 7 puts a dead-code restart on each side of the interruption at step 10.
     config = tiny_config.replace(["vqvae.train.steps=20", "vqvae.train.checkpoint_every=10",
                                            "vqvae.train.validate_every=10", "vqvae.quantizer.restart_every=7"])
+    if perturb:  # the perturbation's draws come from the step's generator too, and they change the run
+        plain = load_checkpoint(train(tiny_features, tmp_path / "plain", config, progress=False))
+        config = config.replace(PERTURB)
     straight = train(tiny_features, tmp_path / "straight", config, progress=False)
 
     real_save = training.TrainLoop.save
@@ -229,3 +281,5 @@ def test_resume_after_a_kill_replays_the_uninterrupted_run(tiny_features, tiny_c
     for name, tensor in a["models"]["vqvae"].items():
         assert torch.equal(tensor, b["models"]["vqvae"][name]), name
     assert [r["recon"] for r in a["history"]] == [r["recon"] for r in b["history"]]
+    if perturb:
+        assert [r["recon"] for r in plain["history"]] != [r["recon"] for r in a["history"]]

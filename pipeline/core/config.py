@@ -265,6 +265,7 @@ class VQVAEModel(Section):
     bottom_sees_top: bool = key()                 # the bottom quantizer's input includes the decoded top codes
     classifier_hidden: int = key(ge=0)            # log-mel speaker classifier for the self-cycle (0 = none)
     bottom_encoder: Literal["conv", "frames"] = key()
+    decoder_blocks: int = key(ge=0)               # dilated residual blocks of the decoder (0 = res_blocks plain ones)
 
 
 @dataclass(frozen=True)
@@ -310,11 +311,18 @@ class TrainSchedule(Section):
 
 
 @dataclass(frozen=True)
+class ContentPerturbation(Section):
+    warp: float = key(ge=0, lt=1)                 # frequency stretch of the content encoder's input: alpha in [1/(1+w), 1+w]
+    tilt: float = key(ge=0)                       # random smooth equaliser on it: std of 4 cosine terms (log10 units)
+
+
+@dataclass(frozen=True)
 class VQVAE(Section):
     languages: list[LANGUAGE] = key(min_items=1)
     model: VQVAEModel = key()
     quantizer: Quantizer = key()
     loss: VQVAELoss = key()
+    perturb: ContentPerturbation = key()          # training only: what the encoder sees (the decoder's target is the crop)
     train: TrainSchedule = key()
 
     def check(self, where):
@@ -376,12 +384,6 @@ class Pitch(Section):
     def check(self, where):
         if not self.floor_hz < self.ceiling_hz <= 8000:
             raise _bad(f"{where}.ceiling_hz", self.ceiling_hz, f"floor_hz ({self.floor_hz:g}) < ceiling_hz <= 8000")
-
-
-@dataclass(frozen=True)
-class ContentPerturbation(Section):
-    warp: float = key(ge=0, lt=1)                 # frequency stretch of the content encoder's input: alpha in [1/(1+w), 1+w]
-    tilt: float = key(ge=0)                       # random smooth equaliser on it: std of 4 cosine terms (log10 units)
 
 
 @dataclass(frozen=True)

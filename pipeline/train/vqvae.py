@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.augment import speaker_perturbation
 from models.quantizer import code_perplexity
 from models.vqvae2 import STRIDE, VQVAE2, VQVAE2Config
 from pipeline.contract.dataset import speaker_key
@@ -94,8 +95,20 @@ def learning_rate(tcfg: TrainSchedule, step: int) -> float:
     return tcfg.lr * tcfg.lr_gamma ** passed
 
 
-def run_fingerprint(config: Config, data_fingerprints: list[str]) -> str:
+def unit_system_settings(config: Config) -> dict:
+    """The ``vqvae`` section as what the trained weights depend on: settings added after the first
+    runs are left out while they are off (``perturb`` all zero, ``model.decoder_blocks`` 0), since
+    such a run is the one trained before the keys existed."""
     vq = config.vqvae.to_dict()
+    if not any(vq["perturb"].values()):
+        del vq["perturb"]
+    if not vq["model"]["decoder_blocks"]:
+        del vq["model"]["decoder_blocks"]
+    return vq
+
+
+def run_fingerprint(config: Config, data_fingerprints: list[str]) -> str:
+    vq = unit_system_settings(config)
     vq["train"] = {k: v for k, v in vq["train"].items() if k not in _NOT_FINGERPRINTED}
     return fingerprint(KIND, vq, config.features, config.seed, data_fingerprints)
 
@@ -150,6 +163,7 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
     segment -= segment % STRIDE  # whole top-level frames: no padding inside training batches
     weights = torch.tensor([data.mels[i].shape[1] - segment + 1 for i in data.train_idx], dtype=torch.float64)
     batch_size = tcfg.batch_size
+    perturb = config.vqvae.perturb
 
     def batch_fn(step: int, gen: torch.Generator):
         if world > 1:  # each rank draws its own crops
@@ -158,8 +172,12 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
         picks = torch.multinomial(weights, batch_size, replacement=True, generator=gen)
         starts = (torch.rand(batch_size, generator=gen, dtype=torch.float64) * weights[picks]).long()
         idx = data.train_idx[picks.numpy()]
-        mel = np.stack([data.mels[i][:, s:s + segment] for i, s in zip(idx, starts.tolist())])
-        return torch.from_numpy(mel), torch.from_numpy(data.speakers[idx])
+        mel = torch.from_numpy(np.stack([data.mels[i][:, s:s + segment] for i, s in zip(idx, starts.tolist())]))
+        if not (perturb.warp or perturb.tilt):
+            return mel, torch.from_numpy(data.speakers[idx])
+        # the encoder's speaker-perturbed copy, drawn from the step's generator like the crops
+        content = speaker_perturbation(mel, gen, perturb.warp, perturb.tilt, spec.f_min, spec.f_max)
+        return mel, torch.from_numpy(data.speakers[idx]), content
 
     def step_fn(batch, step: int) -> dict:
         return train_step(net, optimizer, batch, config.vqvae, step, device, amp)
@@ -175,13 +193,14 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
 
 def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch, config: VQVAE, step: int,
                device: torch.device, amp: bool) -> dict:
-    """One optimisation step on a (mel, speaker) batch; returns the step's metrics."""
-    mel, spk = (t.to(device) for t in batch)
+    """One optimisation step on a (mel, speaker[, content_mel]) batch, content_mel being what the
+    encoder sees (``vqvae.perturb``); returns the step's metrics."""
+    mel, spk, *content = (t.to(device) for t in batch)
     tcfg, weights = config.train, config.loss
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(tcfg, step)
     with autocast(device, amp):
-        out = net(mel, spk)
+        out = net(mel, spk, content_mel=content[0] if content else None)
     loss, metrics = unit_objective(out, weights)
     if weights.cycle:
         model = net.module if hasattr(net, "module") else net
