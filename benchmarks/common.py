@@ -44,7 +44,7 @@ def unit_settings(config) -> list:
     so rows measured before the keys existed keep their identity; the VQ-VAE-2's later keys
     likewise (``pipeline.train.vqvae.unit_system_settings``)."""
     vqmivc = config.vqmivc.to_dict()
-    if config.system != "vqmivc" or not any(vqmivc["perturb"].values()):
+    if config.system != "vqmivc" or not config.vqmivc.perturb.active:
         del vqmivc["perturb"]
     if config.system != "vqmivc" or vqmivc["speaker_input"] == "same_crop":
         del vqmivc["speaker_input"]

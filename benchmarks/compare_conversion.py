@@ -61,6 +61,9 @@ ANCHOR = ["melgan.generator.mel_anchor=true"]
 ANCHOR_SLOW = ANCHOR + ["melgan.train.lr_warmup=2.0e-4"]
 # The slow warm-up's 1200 generator-only steps and no adversarial ones (the demo vocoder now).
 ANCHOR_SLOW_ADV0 = ANCHOR_SLOW + ["melgan.train.steps=1200"]
+# The VQ-VAE-2's decoder with four residual blocks dilated 1, 2, 4, 8 (with its first convolution a
+# context of 33 bottom codes instead of 7), trained 5000 steps (the demo unit system now).
+DEC4_5000 = ["vqvae.model.decoder_blocks=4", "vqvae.train.steps=5000"]
 # Layer-normalised ConvNeXt blocks at the frame rate, to keep the 1e-3 warm-up from diverging.
 CONVNEXT = ["melgan.generator.frame_block=convnext"]
 VQMIVC = VQMIVC_AS_FIRST_BUILT
@@ -90,22 +93,21 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODE
     "m1_warp_istft_anchor_slow_adv0": (["vqvae.perturb.warp=0.15"], ISTFT + ANCHOR_SLOW_ADV0),
     "m1_warp_tilt_istft_anchor_slow_adv0": (["vqvae.perturb.warp=0.15", "vqvae.perturb.tilt=0.1"],
                                             ISTFT + ANCHOR_SLOW_ADV0),
-    # the VQ-VAE-2's decoder with four residual blocks dilated 1, 2, 4, 8 (a 31-code context instead of 5)
+    # the VQ-VAE-2's decoder with 4 or 6 dilated residual blocks, then the 4 trained longer
     "m1_dec4_istft_anchor_slow_adv0": (["vqvae.model.decoder_blocks=4"], ISTFT + ANCHOR_SLOW_ADV0),
     "m1_dec6_istft_anchor_slow_adv0": (["vqvae.model.decoder_blocks=6"], ISTFT + ANCHOR_SLOW_ADV0),
-    "m1_dec4_units5000_istft_anchor_slow_adv0": (["vqvae.model.decoder_blocks=4", "vqvae.train.steps=5000"],
-                                                 ISTFT + ANCHOR_SLOW_ADV0),
+    "m1_dec4_units5000_istft_anchor_slow_adv0": (DEC4_5000, ISTFT + ANCHOR_SLOW_ADV0),
+    # DEC4_5000 with the vocoder's generator-only steps 2000 instead of 1200
+    "m1_dec4_units5000_istft_anchor_v2000": (DEC4_5000, ISTFT + ANCHOR_SLOW + ["melgan.train.steps=2000",
+                                                                           "melgan.train.warmup_steps=2000"]),
+    # and 800 (DNSMOS falls as the generator-only steps grow past 1200)
+    "m1_dec4_units5000_istft_anchor_v800": (DEC4_5000, ISTFT + ANCHOR_SLOW + ["melgan.train.steps=800",
+                                                                         "melgan.train.warmup_steps=800"]),
+    # the dilated decoder trained 7000 steps
     "m1_dec4_units7000_istft_anchor_slow_adv0": (["vqvae.model.decoder_blocks=4", "vqvae.train.steps=7000"],
                                                  ISTFT + ANCHOR_SLOW_ADV0),
-    # the same with the vocoder's generator-only steps 2000 instead of 1200
-    "m1_dec4_units5000_istft_anchor_v2000": (["vqvae.model.decoder_blocks=4", "vqvae.train.steps=5000"],
-                                             ISTFT + ANCHOR_SLOW + ["melgan.train.steps=2000",
-                                                                    "melgan.train.warmup_steps=2000"]),
-    # and 800 (DNSMOS falls as the generator-only steps grow past 1200)
-    "m1_dec4_units5000_istft_anchor_v800": (["vqvae.model.decoder_blocks=4", "vqvae.train.steps=5000"],
-                                            ISTFT + ANCHOR_SLOW + ["melgan.train.steps=800",
-                                                                   "melgan.train.warmup_steps=800"]),
-    # and time-jitter on the bottom codes (bshall's 0.5): the decoder cannot rely on exact code timing
+    # the dilated decoder (3000 steps) with time-jitter on the bottom codes (bshall's 0.5): the
+    # decoder cannot rely on exact code timing
     "m1_dec4_jitter_istft_anchor_slow_adv0": (["vqvae.model.decoder_blocks=4", "vqvae.model.jitter=0.5"],
                                               ISTFT + ANCHOR_SLOW_ADV0),
     # self-cycle consistency (weights 1, re-encoding with the encoder frozen) under the default vocoder

@@ -315,6 +315,11 @@ class ContentPerturbation(Section):
     warp: float = key(ge=0, lt=1)                 # frequency stretch of the content encoder's input: alpha in [1/(1+w), 1+w]
     tilt: float = key(ge=0)                       # random smooth equaliser on it: std of 4 cosine terms (log10 units)
 
+    @property
+    def active(self) -> bool:
+        """Whether either perturbation is on (off: the encoder sees the crop itself)."""
+        return bool(self.warp or self.tilt)
+
 
 @dataclass(frozen=True)
 class VQVAE(Section):

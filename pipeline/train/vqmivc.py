@@ -140,7 +140,7 @@ def crop_sampler(data: TrainingData, pitch: list[np.ndarray], segment: int, batc
         # a speaker made up per crop: the target and the speaker input get the same stretch
         factors = stretch_factors(batch_size, gen, speaker_augment) if speaker_augment else None
         batch["mel"] = mel = mel if factors is None else warp_frequency(mel, factors, spec.f_min, spec.f_max)
-        if perturb.warp or perturb.tilt:
+        if perturb.active:
             batch["content_mel"] = speaker_perturbation(mel, gen, perturb.warp, perturb.tilt, spec.f_min, spec.f_max)
         if others is not None:
             picked = same_speaker_crops(picks.numpy(), others, weights.numpy(), gen)

@@ -100,7 +100,7 @@ def unit_system_settings(config: Config) -> dict:
     runs are left out while they are off (``perturb`` all zero, ``model.decoder_blocks`` 0), since
     such a run is the one trained before the keys existed."""
     vq = config.vqvae.to_dict()
-    if not any(vq["perturb"].values()):
+    if not config.vqvae.perturb.active:
         del vq["perturb"]
     if not vq["model"]["decoder_blocks"]:
         del vq["model"]["decoder_blocks"]
@@ -173,7 +173,7 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
         starts = (torch.rand(batch_size, generator=gen, dtype=torch.float64) * weights[picks]).long()
         idx = data.train_idx[picks.numpy()]
         mel = torch.from_numpy(np.stack([data.mels[i][:, s:s + segment] for i, s in zip(idx, starts.tolist())]))
-        if not (perturb.warp or perturb.tilt):
+        if not perturb.active:
             return mel, torch.from_numpy(data.speakers[idx])
         # the encoder's speaker-perturbed copy, drawn from the step's generator like the crops
         content = speaker_perturbation(mel, gen, perturb.warp, perturb.tilt, spec.f_min, spec.f_max)
