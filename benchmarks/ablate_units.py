@@ -47,8 +47,8 @@ ORIGINAL = ["vqvae.model.cpc_steps=0", "vqvae.loss.cpc=0.0", "vqvae.model.bottom
             "vqvae.model.bottom_sees_top=true", "vqvae.model.bottom_encoder=conv", "vqvae.model.jitter=0.0",
             "vqvae.model.adversary_hidden=0", "vqvae.loss.adversary=0.0", "vqvae.model.input_norm=global",
             "vqvae.loss.recon=1.0", "vqvae.loss.cycle_codes=0.0", "vqvae.loss.cycle_recon=0.0",
-            "vqvae.loss.cycle_speaker=0.0", "vqvae.model.decoder_blocks=0", "vqvae.train.steps=3000",
-            "system=vqvae2"]
+            "vqvae.loss.cycle_speaker=0.0", "vqvae.model.decoder_blocks=0", "vqvae.model.decoder_rnn=0",
+            "vqvae.model.speaker_every_block=false", "vqvae.train.steps=3000", "system=vqvae2"]
 CPC = ["vqvae.model.cpc_steps=6", "vqvae.loss.cpc=1.0"]
 ADVERSARY = ["vqvae.model.adversary_hidden=128", "vqvae.loss.adversary=0.5"]
 LOCAL = ["vqvae.model.bottom_sees_top=false"]
@@ -78,6 +78,11 @@ VARIANTS: dict[str, list[str]] = {name: ORIGINAL + changes for name, changes in 
     "cpc_frames_512_dec6": CPC + FRAMES + ["vqvae.model.bottom_codes=512", "vqvae.model.decoder_blocks=6"],
     "cpc_frames_512_dec4_5000": CPC + FRAMES + ["vqvae.model.bottom_codes=512", "vqvae.model.decoder_blocks=4",
                                                 "vqvae.train.steps=5000"],
+    # the same with a bidirectional GRU after the dilated blocks, or the speaker in every block
+    "cpc_frames_512_dec4_rnn_5000": CPC + FRAMES + ["vqvae.model.bottom_codes=512", "vqvae.model.decoder_blocks=4",
+                                                    "vqvae.model.decoder_rnn=64", "vqvae.train.steps=5000"],
+    "cpc_frames_512_dec4_spk_5000": CPC + FRAMES + ["vqvae.model.bottom_codes=512", "vqvae.model.decoder_blocks=4",
+                                                    "vqvae.model.speaker_every_block=true", "vqvae.train.steps=5000"],
     "vqmivc": VQMIVC,
     "vqmivc_no_mi": VQMIVC + ["vqmivc.loss.mi_content_speaker=0", "vqmivc.loss.mi_content_pitch=0",
                      "vqmivc.loss.mi_pitch_speaker=0"],

@@ -41,11 +41,13 @@ ZS = str(Path(sys.executable).with_name("zs2020"))
 UNITS = ["system=vqvae2", "vqvae.model.cpc_steps=6", "vqvae.loss.cpc=1.0", "vqvae.model.bottom_codes=512",
          "vqvae.model.bottom_sees_top=false", "vqvae.model.bottom_encoder=frames", "vqvae.loss.cycle_codes=0.0",
          "vqvae.loss.cycle_recon=0.0", "vqvae.loss.cycle_speaker=0.0", "vqvae.model.classifier_hidden=0",
-         "vqvae.model.decoder_blocks=0", "vqvae.train.steps=3000"]
+         "vqvae.model.decoder_blocks=0", "vqvae.model.decoder_rnn=0", "vqvae.model.speaker_every_block=false",
+         "vqvae.train.steps=3000"]
 VOCODER = ["melgan.train.method=separate", "melgan.train.input_mels=vqvae", "melgan.loss.stft=0.0",
            "melgan.train.speakers=targets", "melgan.train.steps=700", "melgan.train.warmup_steps=500",
            "melgan.generator.head=waveform", "melgan.generator.ngf=16", "melgan.generator.frame_blocks=0",
-           "melgan.generator.ratios=[5,4,4,2]", "melgan.generator.mel_anchor=false", "melgan.train.lr_warmup=1.0e-3"]
+           "melgan.generator.ratios=[5,4,4,2]", "melgan.generator.mel_anchor=false", "melgan.train.lr_warmup=1.0e-3",
+           "melgan.train.lr_end=1.0"]
 CYCLE = ["vqvae.loss.cycle_codes=1.0", "vqvae.loss.cycle_recon=1.0"]
 CYCLE_SPEAKER = CYCLE + ["vqvae.model.classifier_hidden=64", "vqvae.loss.cycle_speaker=0.1"]
 GROUND_TRUTH = ["melgan.train.input_mels=ground_truth"]
@@ -103,9 +105,20 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODE
     # and 800 (DNSMOS falls as the generator-only steps grow past 1200)
     "m1_dec4_units5000_istft_anchor_v800": (DEC4_5000, ISTFT + ANCHOR_SLOW + ["melgan.train.steps=800",
                                                                          "melgan.train.warmup_steps=800"]),
+    # DEC4_5000 with the vocoder's rate falling linearly to a tenth by its last step, over 1200 or 2000 steps
+    "m1_dec4_units5000_istft_anchor_decay": (DEC4_5000, ISTFT + ANCHOR_SLOW_ADV0 + ["melgan.train.lr_end=0.1"]),
+    "m1_dec4_units5000_istft_anchor_v2000_decay": (DEC4_5000, ISTFT + ANCHOR_SLOW + [
+        "melgan.train.steps=2000", "melgan.train.warmup_steps=2000", "melgan.train.lr_end=0.1"]),
     # the dilated decoder trained 7000 steps
     "m1_dec4_units7000_istft_anchor_slow_adv0": (["vqvae.model.decoder_blocks=4", "vqvae.train.steps=7000"],
                                                  ISTFT + ANCHOR_SLOW_ADV0),
+    # DEC4_5000 with a bidirectional GRU (64 units a direction) after the dilated blocks: the
+    # decoder's context becomes the whole input
+    "m1_dec4_rnn_units5000_istft_anchor_slow_adv0": (DEC4_5000 + ["vqvae.model.decoder_rnn=64"],
+                                                     ISTFT + ANCHOR_SLOW_ADV0),
+    # DEC4_5000 with the speaker embedding added before every dilated block, not only at the input
+    "m1_dec4_spk_units5000_istft_anchor_slow_adv0": (DEC4_5000 + ["vqvae.model.speaker_every_block=true"],
+                                                     ISTFT + ANCHOR_SLOW_ADV0),
     # the dilated decoder (3000 steps) with time-jitter on the bottom codes (bshall's 0.5): the
     # decoder cannot rely on exact code timing
     "m1_dec4_jitter_istft_anchor_slow_adv0": (["vqvae.model.decoder_blocks=4", "vqvae.model.jitter=0.5"],
@@ -147,6 +160,7 @@ COLUMNS = [("share_closer_to_target", "closer to target", 2), ("sim_target_conve
 ISTFT_KEYS = ("head", "frame_blocks", "istft_fft", "istft_hop")
 # Keys added later whose off value is what every earlier row ran with (the same reason).
 OFF_BY_DEFAULT = {"mel_anchor": False, "frame_block": "residual"}
+TRAIN_OFF_BY_DEFAULT = {"lr_end": 1.0}
 
 
 def vocoder_identity(config) -> dict:
@@ -156,6 +170,8 @@ def vocoder_identity(config) -> dict:
     if generator["head"] == "waveform" and generator["frame_blocks"] == 0:
         generator = {k: v for k, v in generator.items() if k not in ISTFT_KEYS}
     settings["generator"] = generator
+    settings["train"] = {k: v for k, v in settings["train"].items()
+                         if not (k in TRAIN_OFF_BY_DEFAULT and v == TRAIN_OFF_BY_DEFAULT[k])}
     return settings
 
 

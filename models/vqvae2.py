@@ -55,6 +55,10 @@ class VQVAE2Config:
                                  # then per-frame LayerNorm/ReLU/Linear blocks (a 40 ms window, as in VQ-CPC)
     decoder_blocks: int = 0      # > 0: the decoder's residual blocks are this many, dilated 1, 2, 4, ...
                                  # (0: res_blocks undilated ones, as first built)
+    decoder_rnn: int = 0         # > 0: a bidirectional GRU of this many units a direction after the decoder's
+                                 # residual blocks (a context of the whole input); 0: none, as first built
+    speaker_every_block: bool = False  # the speaker embedding also enters every decoder residual block
+                                       # (false: only the decoder's first convolution, as first built)
 
     @classmethod
     def from_dict(cls, model: dict, quantizer: dict | None = None, **extra) -> "VQVAE2Config":
@@ -171,6 +175,15 @@ class VQVAE2(nn.Module):
             nn.Conv1d(cfg.bottom_dim + cfg.top_dim + cfg.speaker_dim, c, 3, padding=1),
             res_stack(c, r, cfg.decoder_blocks, dilated=True) if cfg.decoder_blocks else res_stack(c, r, n),
             upsample(c, c), nn.LeakyReLU(0.2), nn.Conv1d(c, cfg.n_mels, 3, padding=1))
+        # Optional decoder parts live beside the Sequential, so checkpoints without them keep their keys.
+        blocks = len(self.decoder[1]) - 1
+        self.decoder_speaker = (nn.ModuleList(nn.Linear(cfg.speaker_dim, c) for _ in range(blocks))
+                                if cfg.speaker_every_block else None)
+        if cfg.decoder_rnn > 0:
+            self.decoder_rnn = nn.GRU(c, cfg.decoder_rnn, batch_first=True, bidirectional=True)
+            self.decoder_rnn_out = nn.Conv1d(2 * cfg.decoder_rnn, c, 1)
+        else:
+            self.decoder_rnn = self.decoder_rnn_out = None
         if cfg.input_norm not in ("global", "utterance"):
             raise ValueError(f"input_norm must be global or utterance, not {cfg.input_norm!r}")
         self.cpc = (ContrastivePredictor(cfg.bottom_dim, cfg.cpc_context, cfg.cpc_steps, cfg.cpc_negatives)
@@ -237,9 +250,30 @@ class VQVAE2(nn.Module):
         # Pad the code sequences by repeating their last code up to the padded length.
         top = F.pad(top, (0, padded // 4 - tt), mode="replicate") if padded // 4 > tt else top
         bottom = F.pad(bottom, (0, padded // 2 - tb), mode="replicate") if padded // 2 > tb else bottom
-        spk = self.speaker(speaker)[:, :, None].expand(-1, -1, bottom.shape[-1])
+        embedding = self.speaker(speaker)
+        spk = embedding[:, :, None].expand(-1, -1, bottom.shape[-1])
         x = torch.cat([bottom, self.up_top(top), spk], 1)
-        return self.denormalize(self.decoder(x)[..., :num_frames])
+        return self.denormalize(self._decoder_body(x, embedding)[..., :num_frames])
+
+    def _decoder_body(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """The decoder's layers on (codes, speaker) at 20 ms -> normalised log-mel at 10 ms, with
+        the optional per-block speaker inputs and the GRU in their places."""
+        if self.decoder_speaker is None and self.decoder_rnn is None:
+            return self.decoder(x)
+        first, stack, *rest = self.decoder
+        x = first(x)
+        *blocks, activation = stack
+        for i, block in enumerate(blocks):
+            if self.decoder_speaker is not None:
+                x = x + self.decoder_speaker[i](embedding)[:, :, None]
+            x = block(x)
+        if self.decoder_rnn is not None:
+            context, _ = self.decoder_rnn(x.transpose(1, 2))
+            x = x + self.decoder_rnn_out(context.transpose(1, 2))
+        x = activation(x)
+        for layer in rest:
+            x = layer(x)
+        return x
 
     def decode_codes(self, top_ids: torch.Tensor, bottom_ids: torch.Tensor, speaker: torch.Tensor,
                      num_frames: int) -> torch.Tensor:

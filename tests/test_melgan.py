@@ -289,6 +289,22 @@ def test_resumed_training_equals_uninterrupted(tiny_features, tiny_corpus, tiny_
             assert torch.equal(value, b["models"][name][key]), (name, key)
 
 
+def test_generator_rate_falls_linearly_to_lr_end(tiny_features, tiny_corpus, tiny_config, tmp_path):
+    from pipeline.train.melgan import MelGANTrainer, train
+    config = short_config(tiny_config, 11, "melgan.train.warmup_steps=6", "melgan.train.lr_warmup=1.0e-3",
+                          "melgan.train.lr_generator=2.0e-4", "melgan.train.lr_end=0.1")
+    trainer = MelGANTrainer(config, SPEC, {"V001": 0}, torch.device("cpu"))
+    # each phase's rate, scaled by a factor falling from 1 at step 0 to 0.1 at the last step (10)
+    assert [trainer.generator_lr(s) for s in (0, 5, 6, 10)] == pytest.approx([1e-3, 5.5e-4, 2e-4 * 0.46, 2e-5])
+    constant = MelGANTrainer(config.replace(["melgan.train.lr_end=1.0"]), SPEC, {"V001": 0}, torch.device("cpu"))
+    assert [constant.generator_lr(s) for s in (0, 5, 6, 10)] == pytest.approx([1e-3, 1e-3, 2e-4, 2e-4])
+    # a trained run's generator optimizer ends at the last step's rate
+    run = train(tiny_features, tiny_corpus, tmp_path / "decay", short_config(tiny_config, 3, "melgan.train.lr_end=0.1"),
+                progress=False)
+    lr = load_checkpoint(run)["optimizers"]["generator"]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(tiny_config.melgan.train.lr_generator * 0.1)   # step 2 is past the warm-up
+
+
 def test_finished_run_is_skipped_and_force_retrains(tiny_features, tiny_corpus, tiny_config, tmp_path):
     from pipeline.train.melgan import train
     config = short_config(tiny_config, 1)

@@ -179,13 +179,52 @@ def test_dilated_decoder_blocks_widen_the_context_of_each_code():
     assert VQVAE2Config.from_dict({}).decoder_blocks == 0   # checkpoints from before the key: as first built
 
 
+def test_a_decoder_gru_lets_every_code_reach_the_whole_output():
+    with_gru = _decoder_reach(dataclasses.replace(SMALL, res_blocks=2, decoder_rnn=4))
+    assert with_gru == 80           # the bidirectional GRU carries one code's change to every frame
+    assert VQVAE2Config.from_dict({}).decoder_rnn == 0
+
+
+def test_speaker_every_block_feeds_the_embedding_to_each_decoder_block():
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(SMALL, decoder_blocks=3, speaker_every_block=True)
+    model = VQVAE2(cfg)
+    assert len(model.decoder_speaker) == 3
+    out = model(torch.randn(2, 80, 24), torch.tensor([0, 2]))
+    out.recon_loss.backward()
+    # each block's speaker projection is trained by the reconstruction
+    assert all(proj.weight.grad.abs().sum() > 0 for proj in model.decoder_speaker)
+    # without the per-block inputs the module and its state dict are as first built
+    plain = VQVAE2(dataclasses.replace(cfg, speaker_every_block=False))
+    assert plain.decoder_speaker is None and not any("decoder_speaker" in k for k in plain.state_dict())
+    assert set(model.state_dict()) - set(plain.state_dict()) == {
+        f"decoder_speaker.{i}.{p}" for i in range(3) for p in ("weight", "bias")}
+    # with the first convolution blind to the speaker, only the per-block inputs convert the voice
+    enc = model.eval().encode(torch.randn(1, 80, 20))
+    for decoder, converts in ((model, True), (plain.eval(), False)):
+        with torch.no_grad():
+            decoder.decoder[0].weight[:, -cfg.speaker_dim:] = 0
+            a, b = (decoder.decode(enc.top.quantized, enc.bottom.quantized, torch.tensor([s]), 20) for s in (0, 1))
+        assert torch.allclose(a, b) is not converts
+    assert VQVAE2Config.from_dict({}).speaker_every_block is False
+
+
 def test_settings_added_later_enter_the_fingerprint_only_when_on(tiny_config):
     from pipeline.train.vqvae import run_fingerprint, unit_system_settings
     settings = unit_system_settings(tiny_config)
-    assert "perturb" not in settings and "decoder_blocks" not in settings["model"]
-    on = tiny_config.replace(PERTURB + ["vqvae.model.decoder_blocks=3"])
-    assert unit_system_settings(on)["perturb"]["warp"] == 0.15 and unit_system_settings(on)["model"]["decoder_blocks"] == 3
-    assert run_fingerprint(on, ["data"]) != run_fingerprint(tiny_config, ["data"])
+    assert "perturb" not in settings
+    assert not {"decoder_blocks", "decoder_rnn", "speaker_every_block"} & set(settings["model"])
+    base = run_fingerprint(tiny_config, ["data"])
+    for change, key, value in [(PERTURB, "perturb", None), (["vqvae.model.decoder_blocks=3"], "decoder_blocks", 3),
+                               (["vqvae.model.decoder_rnn=8"], "decoder_rnn", 8),
+                               (["vqvae.model.speaker_every_block=true"], "speaker_every_block", True)]:
+        on = tiny_config.replace(change)
+        settings = unit_system_settings(on)
+        if value is None:
+            assert settings["perturb"]["warp"] == 0.15
+        else:
+            assert settings["model"][key] == value
+        assert run_fingerprint(on, ["data"]) != base
 
 
 def test_normalisation_statistics_travel_in_the_state_dict():

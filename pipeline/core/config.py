@@ -266,6 +266,8 @@ class VQVAEModel(Section):
     classifier_hidden: int = key(ge=0)            # log-mel speaker classifier for the self-cycle (0 = none)
     bottom_encoder: Literal["conv", "frames"] = key()
     decoder_blocks: int = key(ge=0)               # dilated residual blocks of the decoder (0 = res_blocks plain ones)
+    decoder_rnn: int = key(ge=0)                  # bidirectional GRU units a direction after them (0 = none)
+    speaker_every_block: bool = key()             # the speaker embedding enters every decoder block (false: the first conv)
 
 
 @dataclass(frozen=True)
@@ -465,6 +467,7 @@ class GANTrain(Section):
     lr_warmup: float = key(gt=0)
     lr_generator: float = key(gt=0)
     lr_discriminator: float = key(gt=0)
+    lr_end: float = key(gt=0, le=1)               # the generator's rate at the last step, as a fraction of its phase's rate
     betas: list[float] = key(ge=0, lt=1, length=2)
     checkpoint_every: int = key(ge=1)
     log_every: int = key(ge=1)

@@ -191,9 +191,17 @@ class MelGANTrainer:
         self.warmup = train.warmup_steps
         # The generator-only warm-up tolerates (and profits from) a higher rate than GAN training.
         self.lr_schedule = (train.lr_warmup, train.lr_generator)
+        # A linear fall to lr_end of the phase's rate by the last step: the final weights are the
+        # settled end of training rather than one point of its oscillation (1.0: constant, as first built).
+        self.lr_end, self.steps = train.lr_end, train.steps
 
     def speaker_ids(self, ids: torch.Tensor) -> torch.Tensor | None:
         return ids.to(self.device) if self.generator.n_speakers else None
+
+    def generator_lr(self, step: int) -> float:
+        """The generator's rate at ``step``: its phase's rate, falling linearly to lr_end of it."""
+        fraction = step / max(1, self.steps - 1)
+        return self.lr_schedule[step >= self.warmup] * (1.0 - (1.0 - self.lr_end) * min(1.0, fraction))
 
     def step(self, batch, step: int) -> dict:
         mel, real, ids = (t.to(self.device) for t in batch)
@@ -208,7 +216,7 @@ class MelGANTrainer:
             fake = self.generator(mel, self.speaker_ids(ids)).float()
         adversarial = step >= self.warmup
         for group in self.opt_g.param_groups:
-            group["lr"] = self.lr_schedule[adversarial]
+            group["lr"] = self.generator_lr(step)
         if adversarial:
             with autocast(self.device, self.amp):
                 real_out = self.discriminator(real)
@@ -345,6 +353,8 @@ def generator_args(cfg: MelGAN, spec: FeatureSpec, n_speakers: int) -> dict:
 def run_fingerprint(config: Config, spec: FeatureSpec, data_ids: list[str]) -> str:
     cfg = config.melgan.to_dict()
     cfg["train"] = {k: v for k, v in cfg["train"].items() if k not in _RESUMABLE_KEYS}
+    if cfg["train"].get("lr_end") == 1.0:     # constant rate: the run trained before the key existed
+        del cfg["train"]["lr_end"]
     return fingerprint(KIND, cfg, spec.to_dict(), config.seed, data_ids)
 
 

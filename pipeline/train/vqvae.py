@@ -95,15 +95,20 @@ def learning_rate(tcfg: TrainSchedule, step: int) -> float:
     return tcfg.lr * tcfg.lr_gamma ** passed
 
 
+# Unit-system keys added after the first runs, with the value that trains as before they existed.
+_ADDED_MODEL_KEYS = {"decoder_blocks": 0, "decoder_rnn": 0, "speaker_every_block": False}
+
+
 def unit_system_settings(config: Config) -> dict:
     """The ``vqvae`` section as what the trained weights depend on: settings added after the first
-    runs are left out while they are off (``perturb`` all zero, ``model.decoder_blocks`` 0), since
-    such a run is the one trained before the keys existed."""
+    runs are left out while they are off (``perturb`` all zero, the ``_ADDED_MODEL_KEYS`` at their
+    off values), since such a run is the one trained before the keys existed."""
     vq = config.vqvae.to_dict()
     if not config.vqvae.perturb.active:
         del vq["perturb"]
-    if not vq["model"]["decoder_blocks"]:
-        del vq["model"]["decoder_blocks"]
+    for name, off in _ADDED_MODEL_KEYS.items():
+        if vq["model"][name] == off:
+            del vq["model"][name]
     return vq
 
 
