@@ -66,6 +66,8 @@ ANCHOR_SLOW_ADV0 = ANCHOR_SLOW + ["melgan.train.steps=1200"]
 # The VQ-VAE-2's decoder with four residual blocks dilated 1, 2, 4, 8 (with its first convolution a
 # context of 33 bottom codes instead of 7), trained 5000 steps (the demo unit system now).
 DEC4_5000 = ["vqvae.model.decoder_blocks=4", "vqvae.train.steps=5000"]
+# The vocoder's rate falling linearly to a tenth by its last step (measured no better; not a preset's).
+DECAY = ["melgan.train.lr_end=0.1"]
 # Layer-normalised ConvNeXt blocks at the frame rate, to keep the 1e-3 warm-up from diverging.
 CONVNEXT = ["melgan.generator.frame_block=convnext"]
 VQMIVC = VQMIVC_AS_FIRST_BUILT
@@ -106,9 +108,14 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODE
     "m1_dec4_units5000_istft_anchor_v800": (DEC4_5000, ISTFT + ANCHOR_SLOW + ["melgan.train.steps=800",
                                                                          "melgan.train.warmup_steps=800"]),
     # DEC4_5000 with the vocoder's rate falling linearly to a tenth by its last step, over 1200 or 2000 steps
-    "m1_dec4_units5000_istft_anchor_decay": (DEC4_5000, ISTFT + ANCHOR_SLOW_ADV0 + ["melgan.train.lr_end=0.1"]),
-    "m1_dec4_units5000_istft_anchor_v2000_decay": (DEC4_5000, ISTFT + ANCHOR_SLOW + [
-        "melgan.train.steps=2000", "melgan.train.warmup_steps=2000", "melgan.train.lr_end=0.1"]),
+    "m1_dec4_units5000_istft_anchor_decay": (DEC4_5000, ISTFT + ANCHOR_SLOW_ADV0 + DECAY),
+    "m1_dec4_units5000_istft_anchor_v2000_decay": (DEC4_5000, ISTFT + ANCHOR_SLOW + DECAY + [
+        "melgan.train.steps=2000", "melgan.train.warmup_steps=2000"]),
+    # the demo's units trained on crops twice as long (2.56 s) in half the batch: the same frames a
+    # step, fewer of the dilated decoder's outputs at a crop's edge
+    "m1_dec4_units5000_crop256_istft_anchor_decay": (DEC4_5000 + ["vqvae.train.segment_frames=256",
+                                                                  "vqvae.train.batch_size=8"],
+                                                     ISTFT + ANCHOR_SLOW_ADV0 + DECAY),
     # the dilated decoder trained 7000 steps
     "m1_dec4_units7000_istft_anchor_slow_adv0": (["vqvae.model.decoder_blocks=4", "vqvae.train.steps=7000"],
                                                  ISTFT + ANCHOR_SLOW_ADV0),
@@ -224,7 +231,7 @@ def run_variant(args, name: str, seed: int) -> dict:
              str(folder / "melgan_universal"), "--vqvae", str(checkpoint), "--config", args.preset, "--quiet",
              f"seed={seed}", *units, *vocoder, "melgan.train.speakers=all"])
         plan = OneShotPlan(checkpoint, folder / "melgan_universal" / "checkpoint.pt", universal=True)
-        one_shot, _ = one_shot_measures(plan, dataset, spec, trials=args.trials, seed=0, voice_utts=10,
+        one_shot, _ = one_shot_measures(plan, dataset, trials=args.trials, seed=0, voice_utts=10,
                                         measures=("similarity", "asr", "dnsmos"), jobs=2, progress=False)
         summary.update({f"one_shot_{k}": v for k, v in one_shot["summary"].items()})
     result = {"variant": name, "seed": seed, "identity": identity, "units": units, "vocoder": vocoder,

@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.contract.dataset import Dataset  # noqa: E402
 from pipeline.evaluation.oneshot import OneShotPlan, one_shot_measures  # noqa: E402
-from pipeline.systems.unit_systems import load_unit_system  # noqa: E402
 from common import mean_range  # noqa: E402
 
 COLUMNS = [("share_closer_to_reference", "closer to reference", 2), ("sim_reference", "sim. reference", 3),
@@ -58,12 +57,11 @@ def main() -> None:
     cells: dict[str, list[dict]] = {row: [] for row in ROWS}
     for pair in args.pairs:
         units, _, vocoder = pair.partition(":")
-        spec = load_unit_system(units, "cpu").spec
         plans = [("b", OneShotPlan(Path(units), Path(vocoder), universal=True))]
         if not args.no_griffinlim:
             plans.append(("c", OneShotPlan(Path(units), None, universal=False)))
         for row, plan in plans:
-            result, _ = one_shot_measures(plan, dataset, spec, trials=args.trials, seed=args.seed, voice_utts=10,
+            result, _ = one_shot_measures(plan, dataset, trials=args.trials, seed=args.seed, voice_utts=10,
                                           measures=("similarity", "asr", "dnsmos"), jobs=args.jobs, progress=False)
             cells[row].append(row_values(result["summary"], "converted"))
             if row == "b":

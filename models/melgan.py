@@ -99,7 +99,7 @@ class ConvNeXtBlock(nn.Module):
     corpus: stable at 1e-3, but the converted speech sounds worse (DNSMOS 2.08 against 2.61; README,
     m1_istft_anchor_convnext), so no preset uses it."""
 
-    def __init__(self, channels: int, expansion: int = 3, scale: float = 0.1):
+    def __init__(self, channels: int, scale: float, expansion: int = 3):
         super().__init__()
         self.depthwise = nn.Sequential(Pad(3), nn.Conv1d(channels, channels, kernel_size=7, groups=channels))
         self.norm = ChannelNorm(channels)

@@ -10,6 +10,8 @@ import signal
 
 import click
 
+from pipeline.core.pool import TERMINATION_SIGNALS
+
 # name -> ("module:attribute", one-line help shown in `zs2020 --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
     "corpus": ("pipeline.stages.corpus:corpus_command", "Synthesize the offline demo corpus in the ZeroSpeech 2019 layout."),
@@ -62,6 +64,7 @@ def main():
 
 
 def _terminate(signum, frame):
+    TERMINATION_SIGNALS.append(signum)     # in case this exception is lost (see pipeline.core.pool)
     raise SystemExit(128 + signum)
 
 

@@ -410,6 +410,27 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def _square(x: int) -> int:
+    return x * x
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_lost_sigterm_still_stops_parallel_work_at_the_next_task(jobs):
+    """The CLI's SIGTERM handler raises SystemExit and records the signal; raised inside a
+    finaliser the exception is dropped, and parallel_map then stops at the next finished task."""
+    from pipeline.core.pool import TERMINATION_SIGNALS, parallel_map
+    results = parallel_map(_square, range(6), jobs, progress=False)
+    assert next(results) == 0
+    TERMINATION_SIGNALS.append(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            next(results)
+        assert stopped.value.code == 128 + signal.SIGTERM
+    finally:
+        TERMINATION_SIGNALS.clear()
+    assert list(parallel_map(_square, range(3), jobs, progress=False)) == [0, 1, 4]
+
+
 @pytest.fixture(scope="module")
 def slow_dataset(tiny_corpus, tmp_path_factory) -> Path:
     """The tiny corpus with its long wavs linked in twelve more times: features take seconds."""

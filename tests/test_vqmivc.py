@@ -414,14 +414,14 @@ def test_one_shot_measure_is_seeded_and_scores_the_reference_voice(vqmivc_run, t
     assert plan_one_shot(tiny_vqvae.parent.parent) is None                      # a VQ-VAE-2 run: not applicable
     plan = plan_one_shot(vqmivc_run)
     assert plan is not None and plan.unit_system == vqmivc_run / "vqvae" / "checkpoint.pt"
-    scores, wavs = one_shot_measures(plan, dataset, SPEC, 2, 7, 2, ("similarity",), jobs=1, progress=False)
+    scores, wavs = one_shot_measures(plan, dataset, 2, 7, 2, ("similarity",), jobs=1, progress=False)
     assert scores["trials"] == 2 and len(wavs) == 2
     assert {"sim_reference_converted", "sim_source_converted", "share_closer_to_reference"} <= set(scores["summary"])
     assert all(r["reference_utterance"].startswith("test/") for r in scores["per_trial"])
     assert any("similarity to reference speaker" in line for line in _one_shot_table(scores, "english"))
     # without a vocoder the same trials are rendered by Griffin-Lim (benchmarks/diagnose_one_shot.py)
-    griffin, griffin_wavs = one_shot_measures(OneShotPlan(plan.unit_system, None, universal=False), dataset, SPEC, 2,
-                                              7, 2, ("similarity",), jobs=1, progress=False)
+    griffin, griffin_wavs = one_shot_measures(OneShotPlan(plan.unit_system, None, universal=False), dataset, 2, 7,
+                                              2, ("similarity",), jobs=1, progress=False)
     assert griffin["vocoder_kind"] == "griffinlim" and scores["vocoder_kind"] == plan.vocoder_kind != "griffinlim"
     assert sorted(griffin_wavs) == sorted(wavs) and griffin_wavs != wavs
 

@@ -25,6 +25,16 @@ from tqdm import tqdm
 from pipeline.core.threads import worker_threads
 
 _PR_SET_PDEATHSIG = 1
+# Signals the CLI's SIGTERM handler has received (pipeline.cli). Its SystemExit can be lost: raised
+# while the main thread runs a finaliser (a __del__, a weakref callback), it is printed and
+# dropped. parallel_map looks here after every task, so a stage still stops at the next one.
+TERMINATION_SIGNALS: list[int] = []
+
+
+def stop_if_terminated() -> None:
+    """Raise the SystemExit of a SIGTERM received earlier whose own exception was lost."""
+    if TERMINATION_SIGNALS:
+        raise SystemExit(128 + TERMINATION_SIGNALS[0])
 
 
 def die_with_parent(parent: int | None = None) -> None:
@@ -72,6 +82,7 @@ def parallel_map(fn: Callable, tasks: Sequence, jobs: int, *, desc: str = "", un
                 initializer(*initargs)
             for task in tasks:
                 result = fn(task)
+                stop_if_terminated()
                 bar.update(weight(task, result))
                 yield result
             return
@@ -88,6 +99,7 @@ def parallel_map(fn: Callable, tasks: Sequence, jobs: int, *, desc: str = "", un
                     futures = [pool.submit(fn, task) for task in tasks]
                     for task, future in zip(tasks, futures):
                         result = future.result()
+                        stop_if_terminated()
                         bar.update(weight(task, result))
                         yield result
                 else:
@@ -97,6 +109,7 @@ def parallel_map(fn: Callable, tasks: Sequence, jobs: int, *, desc: str = "", un
                         for future in done:
                             task = pending.pop(future)
                             result = future.result()
+                            stop_if_terminated()
                             bar.update(weight(task, result))
                             yield result
             except BaseException:

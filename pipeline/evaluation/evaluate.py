@@ -308,7 +308,7 @@ def evaluate_submission(submission: str | Path, dataset_root: str | Path, out: s
                 speech = config.evaluate.speech
                 log(f"{language}: one-shot conversion of {speech.one_shot_trials} test utterances")
                 extras[language]["one_shot"], one_shot_wavs[language] = one_shot_measures(
-                    one_shot, lang.dataset, spec, speech.one_shot_trials, config.seed, speech.voice_utts,
+                    one_shot, lang.dataset, speech.one_shot_trials, config.seed, speech.voice_utts,
                     tuple(speech.measures), jobs=settings.jobs)
             extras[language]["seconds"] = round(time.perf_counter() - start, 1)
         if not scores["2019"]:

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from models.logmel import FeatureSpec
 from pipeline.contract.dataset import Dataset, Utterance
 from pipeline.core.layout import RunLayout
 from pipeline.core.stamp import file_identity
@@ -82,7 +81,7 @@ def _wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
     return buffer.getvalue()
 
 
-def one_shot_measures(plan: OneShotPlan, dataset: Dataset, spec: FeatureSpec, trials: int, seed: int,
+def one_shot_measures(plan: OneShotPlan, dataset: Dataset, trials: int, seed: int,
                       voice_utts: int, measures: tuple[str, ...], jobs: int = 1,
                       progress: bool = True) -> tuple[dict, dict[str, bytes]]:
     """(the scores, {wav name: converted wav bytes}); {"skipped": reason} when impossible."""
@@ -95,6 +94,7 @@ def one_shot_measures(plan: OneShotPlan, dataset: Dataset, spec: FeatureSpec, tr
     if getattr(converter.vocoder, "conditioned", False):
         return {"skipped": f"the vocoder {plan.vocoder} is speaker-conditioned and cannot render unseen voices "
                            f"(train a universal one: make melgan-universal)"}, {}
+    spec = converter.spec        # the unit system's features: what the measures analyse too
     rate = spec.sample_rate
     long_utts = [u for u in dataset.utterances("test", required=False) if u.duration() >= MIN_SECONDS]
     wanted = tuple(m for m in MEASURES if m in measures)
