@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.contract.dataset import Dataset  # noqa: E402
 from pipeline.core.config import load_config  # noqa: E402
-from pipeline.core.stamp import fingerprint  # noqa: E402
+from pipeline.core.stamp import fingerprint, without_off_values  # noqa: E402
+from pipeline.train.melgan import ADDED_TRAIN_KEYS  # noqa: E402
 from pipeline.evaluation.oneshot import OneShotPlan, one_shot_measures  # noqa: E402
 from pipeline.evaluation.speech import speech_measures  # noqa: E402
 from pipeline.features import FeatureStore, feature_spec  # noqa: E402
@@ -167,18 +168,15 @@ COLUMNS = [("share_closer_to_target", "closer to target", 2), ("sim_target_conve
 ISTFT_KEYS = ("head", "frame_blocks", "istft_fft", "istft_hop")
 # Keys added later whose off value is what every earlier row ran with (the same reason).
 OFF_BY_DEFAULT = {"mel_anchor": False, "frame_block": "residual"}
-TRAIN_OFF_BY_DEFAULT = {"lr_end": 1.0}
 
 
 def vocoder_identity(config) -> dict:
     settings = config.melgan.to_dict()
-    generator = {k: v for k, v in settings["generator"].items()
-                 if not (k in OFF_BY_DEFAULT and v == OFF_BY_DEFAULT[k])}
+    generator = without_off_values(settings["generator"], OFF_BY_DEFAULT)
     if generator["head"] == "waveform" and generator["frame_blocks"] == 0:
         generator = {k: v for k, v in generator.items() if k not in ISTFT_KEYS}
     settings["generator"] = generator
-    settings["train"] = {k: v for k, v in settings["train"].items()
-                         if not (k in TRAIN_OFF_BY_DEFAULT and v == TRAIN_OFF_BY_DEFAULT[k])}
+    settings["train"] = without_off_values(settings["train"], ADDED_TRAIN_KEYS)   # as the run's fingerprint
     return settings
 
 

@@ -258,8 +258,6 @@ class VQVAE2(nn.Module):
     def _decoder_body(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """The decoder's layers on (codes, speaker) at 20 ms -> normalised log-mel at 10 ms, with
         the optional per-block speaker inputs and the GRU in their places."""
-        if self.decoder_speaker is None and self.decoder_rnn is None:
-            return self.decoder(x)
         first, stack, *rest = self.decoder
         x = first(x)
         *blocks, activation = stack

@@ -51,7 +51,7 @@ from pipeline.core.config import Config, MelGAN
 from pipeline.core.errors import UserError
 from pipeline.core.io import atomic_path, file_digest, output_lock
 from pipeline.core.runtime import ThreadGovernor, autocast, pick_device, seed_everything, step_macs
-from pipeline.core.stamp import fingerprint
+from pipeline.core.stamp import fingerprint, without_off_values
 from pipeline.core.training import TrainLoop
 from pipeline.features import open_feature_dir, prepare_audio
 from pipeline.systems.vocoders import KIND
@@ -61,6 +61,8 @@ from pipeline.train.vqvae import mel_statistics, model_config, unit_objective
 
 # Keys that may change without invalidating a run (more steps extends it; logging is cosmetic).
 _RESUMABLE_KEYS = ("steps", "checkpoint_every", "log_every", "validate_every", "num_samples", "sample_frames")
+# Train keys added after the first runs, with the value that trains as before they existed.
+ADDED_TRAIN_KEYS = {"lr_end": 1.0}
 
 
 @dataclass
@@ -352,9 +354,8 @@ def generator_args(cfg: MelGAN, spec: FeatureSpec, n_speakers: int) -> dict:
 
 def run_fingerprint(config: Config, spec: FeatureSpec, data_ids: list[str]) -> str:
     cfg = config.melgan.to_dict()
-    cfg["train"] = {k: v for k, v in cfg["train"].items() if k not in _RESUMABLE_KEYS}
-    if cfg["train"].get("lr_end") == 1.0:     # constant rate: the run trained before the key existed
-        del cfg["train"]["lr_end"]
+    train = {k: v for k, v in cfg["train"].items() if k not in _RESUMABLE_KEYS}
+    cfg["train"] = without_off_values(train, ADDED_TRAIN_KEYS)
     return fingerprint(KIND, cfg, spec.to_dict(), config.seed, data_ids)
 
 

@@ -27,7 +27,7 @@ from pipeline.core.errors import UserError
 from pipeline.core.io import output_lock
 from pipeline.core.runtime import (ThreadGovernor, autocast, distributed, pick_device, seed_everything, step_macs,
                                    step_seed, wrap_ddp)
-from pipeline.core.stamp import fingerprint
+from pipeline.core.stamp import fingerprint, without_off_values
 from pipeline.core.training import TrainLoop
 from pipeline.features import feature_spec, open_feature_dir
 from pipeline.systems.vqvae import KIND
@@ -106,9 +106,7 @@ def unit_system_settings(config: Config) -> dict:
     vq = config.vqvae.to_dict()
     if not config.vqvae.perturb.active:
         del vq["perturb"]
-    for name, off in _ADDED_MODEL_KEYS.items():
-        if vq["model"][name] == off:
-            del vq["model"][name]
+    vq["model"] = without_off_values(vq["model"], _ADDED_MODEL_KEYS)
     return vq
 
 
