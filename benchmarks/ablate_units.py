@@ -48,7 +48,8 @@ ORIGINAL = ["vqvae.model.cpc_steps=0", "vqvae.loss.cpc=0.0", "vqvae.model.bottom
             "vqvae.model.adversary_hidden=0", "vqvae.loss.adversary=0.0", "vqvae.model.input_norm=global",
             "vqvae.loss.recon=1.0", "vqvae.loss.cycle_codes=0.0", "vqvae.loss.cycle_recon=0.0",
             "vqvae.loss.cycle_speaker=0.0", "vqvae.model.decoder_blocks=0", "vqvae.model.decoder_rnn=0",
-            "vqvae.model.speaker_every_block=false", "vqvae.train.steps=3000", "system=vqvae2"]
+            "vqvae.model.speaker_every_block=false", "vqvae.model.tract_search=0.0", "vqvae.train.steps=3000",
+            "system=vqvae2"]
 CPC = ["vqvae.model.cpc_steps=6", "vqvae.loss.cpc=1.0"]
 ADVERSARY = ["vqvae.model.adversary_hidden=128", "vqvae.loss.adversary=0.5"]
 LOCAL = ["vqvae.model.bottom_sees_top=false"]

@@ -43,12 +43,13 @@ UNITS = ["system=vqvae2", "vqvae.model.cpc_steps=6", "vqvae.loss.cpc=1.0", "vqva
          "vqvae.model.bottom_sees_top=false", "vqvae.model.bottom_encoder=frames", "vqvae.loss.cycle_codes=0.0",
          "vqvae.loss.cycle_recon=0.0", "vqvae.loss.cycle_speaker=0.0", "vqvae.model.classifier_hidden=0",
          "vqvae.model.decoder_blocks=0", "vqvae.model.decoder_rnn=0", "vqvae.model.speaker_every_block=false",
+         "vqvae.model.tract_search=0.0",
          "vqvae.train.steps=3000"]
 VOCODER = ["melgan.train.method=separate", "melgan.train.input_mels=vqvae", "melgan.loss.stft=0.0",
            "melgan.train.speakers=targets", "melgan.train.steps=700", "melgan.train.warmup_steps=500",
            "melgan.generator.head=waveform", "melgan.generator.ngf=16", "melgan.generator.frame_blocks=0",
            "melgan.generator.ratios=[5,4,4,2]", "melgan.generator.mel_anchor=false", "melgan.train.lr_warmup=1.0e-3",
-           "melgan.train.lr_end=1.0"]
+           "melgan.train.lr_end=1.0", "melgan.train.ema=0.0"]
 CYCLE = ["vqvae.loss.cycle_codes=1.0", "vqvae.loss.cycle_recon=1.0"]
 CYCLE_SPEAKER = CYCLE + ["vqvae.model.classifier_hidden=64", "vqvae.loss.cycle_speaker=0.1"]
 GROUND_TRUTH = ["melgan.train.input_mels=ground_truth"]
@@ -69,6 +70,8 @@ ANCHOR_SLOW_ADV0 = ANCHOR_SLOW + ["melgan.train.steps=1200"]
 DEC4_5000 = ["vqvae.model.decoder_blocks=4", "vqvae.train.steps=5000"]
 # The vocoder's rate falling linearly to a tenth by its last step (measured no better; not a preset's).
 DECAY = ["melgan.train.lr_end=0.1"]
+# Encoding stretches each utterance along frequency to fit the bottom codebook best (models.vqvae2.tract_fit).
+TRACT = ["vqvae.model.tract_search=0.3"]
 # Layer-normalised ConvNeXt blocks at the frame rate, to keep the 1e-3 warm-up from diverging.
 CONVNEXT = ["melgan.generator.frame_block=convnext"]
 VQMIVC = VQMIVC_AS_FIRST_BUILT
@@ -117,6 +120,21 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {name: (UNITS + units, VOCODE
     "m1_dec4_units5000_crop256_istft_anchor_decay": (DEC4_5000 + ["vqvae.train.segment_frames=256",
                                                                   "vqvae.train.batch_size=8"],
                                                      ISTFT + ANCHOR_SLOW_ADV0 + DECAY),
+    # DEC4_5000 with the test-time tract search: each source is stretched along frequency to fit the codebook
+    "m1_dec4_units5000_tract_istft_anchor_slow_adv0": (DEC4_5000 + TRACT, ISTFT + ANCHOR_SLOW_ADV0),
+    # and the vocoder's weights averaged for inference (decay 0.995 or 0.99 a step)
+    "m1_dec4_units5000_tract_istft_anchor_ema995": (DEC4_5000 + TRACT, ISTFT + ANCHOR_SLOW_ADV0
+                                                    + ["melgan.train.ema=0.995"]),
+    "m1_dec4_units5000_tract_istft_anchor_ema99": (DEC4_5000 + TRACT, ISTFT + ANCHOR_SLOW_ADV0
+                                                   + ["melgan.train.ema=0.99"]),
+    # and 800 or 1000 generator-only steps instead of 1200 (fewer steps: more DNSMOS, more CER without the average)
+    "m1_dec4_units5000_tract_istft_anchor_v800_ema99": (DEC4_5000 + TRACT, ISTFT + ANCHOR_SLOW + [
+        "melgan.train.steps=800", "melgan.train.warmup_steps=800", "melgan.train.ema=0.99"]),
+    "m1_dec4_units5000_tract_istft_anchor_v1000_ema99": (DEC4_5000 + TRACT, ISTFT + ANCHOR_SLOW + [
+        "melgan.train.steps=1000", "melgan.train.warmup_steps=1000", "melgan.train.ema=0.99"]),
+    # DEC4_5000 with the encoder shown frequency-stretched crops (the decoder rebuilds the crop)
+    "m1_dec4_units5000_warp_istft_anchor_slow_adv0": (DEC4_5000 + ["vqvae.perturb.warp=0.15"],
+                                                      ISTFT + ANCHOR_SLOW_ADV0),
     # the dilated decoder trained 7000 steps
     "m1_dec4_units7000_istft_anchor_slow_adv0": (["vqvae.model.decoder_blocks=4", "vqvae.train.steps=7000"],
                                                  ISTFT + ANCHOR_SLOW_ADV0),

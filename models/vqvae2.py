@@ -21,10 +21,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.augment import warp_frequency
 from models.cpc import ContrastivePredictor, InfoNCEOutput, SpeakerAdversary
 from models.quantizer import QuantizerOutput, VectorQuantizer
 
 STRIDE = 4  # total time stride of the top level (2 for the bottom level, 2 more for the top)
+# Spacing of the stretch factors the tract search tries, in natural-log units (about 4.5 % apart).
+TRACT_STEP = 0.044
+
+
+def tract_factors(search: float) -> torch.Tensor:
+    """The stretch factors a tract search of ``search`` tries (float64): log-uniform from
+    1/(1+search) to 1+search, about ``TRACT_STEP`` apart, 1 always among them."""
+    if search <= 0:
+        return torch.ones(1, dtype=torch.float64)
+    span = math.log1p(search)
+    half = math.ceil(span / TRACT_STEP)
+    return torch.exp(torch.linspace(-span, span, 2 * half + 1, dtype=torch.float64))
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,8 @@ class VQVAE2Config:
                                  # residual blocks (a context of the whole input); 0: none, as first built
     speaker_every_block: bool = False  # the speaker embedding also enters every decoder residual block
                                        # (false: only the decoder's first convolution, as first built)
+    tract_search: float = 0.0    # inference only: each utterance is stretched along frequency by the factor in
+                                 # [1/(1+x), 1+x] whose bottom encoding fits the codebook best (0 = off)
 
     @classmethod
     def from_dict(cls, model: dict, quantizer: dict | None = None, **extra) -> "VQVAE2Config":
@@ -228,6 +243,22 @@ class VQVAE2(nn.Module):
         enc = self.encode_normalized(F.pad(self.encoder_input(mel), (0, -t % STRIDE)))
         tb, tt = self.code_lengths(t)
         return Encoded(_crop_output(enc.top, tt), _crop_output(enc.bottom, tb), enc.prequant[..., :tb])
+
+    @torch.no_grad()
+    def tract_fit(self, mel: torch.Tensor, factors: torch.Tensor, f_min: float, f_max: float) -> torch.Tensor:
+        """How well each frequency stretch of one utterance fits the bottom codebook: (1, n_mels, T)
+        log-mel, (K,) factors -> (K,) relative quantisation errors, the sum over the utterance of
+        ||z - q||^2 over that of ||z||^2 (z the bottom encoder's output, q its nearest code).
+
+        A speaker whose vocal tract lies outside the training voices' range gives encodings that
+        fall between the codes; the stretch that fits best moves its formants back into the range
+        the codebook was learnt on (test-time vocal-tract-length normalisation)."""
+        if mel.shape[0] != 1:
+            raise ValueError(f"tract_fit takes one utterance, got a batch of {mel.shape[0]}")
+        warped = warp_frequency(mel.expand(len(factors), -1, -1), factors, f_min, f_max)
+        enc = self.encode(warped)
+        z, q = enc.prequant.float(), enc.bottom.quantized.float()
+        return ((z - q) ** 2).sum((1, 2)) / (z ** 2).sum((1, 2)).clamp_min(1e-12)
 
     def encode_normalized(self, x: torch.Tensor) -> Encoded:
         """Encoder input (``encoder_input``, B x n_mels x T), T a multiple of STRIDE (padded with

@@ -132,3 +132,31 @@ def test_encode_command_errors_are_one_line_and_leave_nothing(tiny_vqvae, tmp_pa
     result = runner.invoke(encode_command, ["--checkpoint", str(tmp_path / "none.pt"), "--wav", str(bad),
                                             "--out", str(out)])
     assert result.exit_code == 1 and "no such checkpoint" in result.output
+
+
+def test_tract_search_encodes_the_stretch_that_fits_the_codebook_best(tiny_vqvae, tiny_features):
+    import dataclasses
+
+    import torch
+
+    from models.augment import warp_frequency
+    from models.vqvae2 import tract_factors
+    plain = load_vqvae(tiny_vqvae)
+    searching = load_vqvae(tiny_vqvae)
+    searching.model.cfg = dataclasses.replace(searching.model.cfg, tract_search=0.3)
+    assert plain.model.cfg.tract_search == 0.0 and plain.normalize_tract(np.zeros((80, 3), np.float32))[1] == 1.0
+    spec = plain.spec
+    with FeatureStore(tiny_features / "english.h5") as store:
+        mel = store.get(store.keys("test")[1])
+    errors = plain.model.tract_fit(torch.from_numpy(mel)[None], tract_factors(0.3), spec.f_min, spec.f_max)
+    warped, factor = searching.normalize_tract(mel)
+    assert factor == pytest.approx(float(tract_factors(0.3)[errors.argmin()]))
+    expected = warp_frequency(torch.from_numpy(mel)[None], torch.tensor([factor], dtype=torch.float64),
+                              spec.f_min, spec.f_max)[0].numpy()
+    np.testing.assert_allclose(warped, expected, atol=1e-6)
+    # the units are those of the chosen stretch, the frame count the source's
+    units, reference = searching.encode_mel(mel), plain.encode_mel(warped)
+    np.testing.assert_array_equal(units.bottom_ids, reference.bottom_ids)
+    assert units.num_frames == mel.shape[1]
+    # a training speaker's own mel (the vocoder's training input) is reconstructed without the search
+    np.testing.assert_array_equal(searching.reconstruct(mel, None, "V001"), plain.reconstruct(mel, None, "V001"))

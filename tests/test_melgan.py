@@ -275,16 +275,21 @@ def test_tiny_training_lowers_the_spectral_loss_and_writes_samples(tiny_melgan, 
     assert rows == history
 
 
-def test_resumed_training_equals_uninterrupted(tiny_features, tiny_corpus, tiny_config, tmp_path):
+@pytest.mark.parametrize("ema", [0.0, 0.5], ids=["last_weights", "weight_average"])
+def test_resumed_training_equals_uninterrupted(ema, tiny_features, tiny_corpus, tiny_config, tmp_path):
     from pipeline.train.melgan import train
-    straight = train(tiny_features, tiny_corpus, tmp_path / "a", short_config(tiny_config, 4), progress=False)
-    train(tiny_features, tiny_corpus, tmp_path / "b", short_config(tiny_config, 2), progress=False)
+    extra = f"melgan.train.ema={ema}"
+    straight = train(tiny_features, tiny_corpus, tmp_path / "a", short_config(tiny_config, 4, extra), progress=False)
+    train(tiny_features, tiny_corpus, tmp_path / "b", short_config(tiny_config, 2, extra), progress=False)
     logs = []
-    resumed = train(tiny_features, tiny_corpus, tmp_path / "b", short_config(tiny_config, 4), progress=False, log=logs.append)
+    resumed = train(tiny_features, tiny_corpus, tmp_path / "b", short_config(tiny_config, 4, extra), progress=False,
+                    log=logs.append)
     assert any("resuming at step 2" in line for line in logs)
     a, b = load_checkpoint(straight), load_checkpoint(resumed)
     assert b["step"] == 4 and [r["step"] for r in b["history"]] == [1, 2, 3, 4]
-    for name in ("generator", "discriminator"):
+    names = ("generator", "discriminator") + (("generator_ema",) if ema else ())
+    assert ("generator_ema" in b["models"]) == bool(ema)
+    for name in names:
         for key, value in a["models"][name].items():
             assert torch.equal(value, b["models"][name][key]), (name, key)
 
@@ -303,6 +308,41 @@ def test_generator_rate_falls_linearly_to_lr_end(tiny_features, tiny_corpus, tin
                 progress=False)
     lr = load_checkpoint(run)["optimizers"]["generator"]["param_groups"][0]["lr"]
     assert lr == pytest.approx(tiny_config.melgan.train.lr_generator * 0.1)   # step 2 is past the warm-up
+
+
+def test_weight_average_follows_the_generator_and_is_what_inference_loads(tiny_features, tiny_corpus, tiny_config,
+                                                                          tmp_path):
+    from pipeline.systems.vocoders import MelGANVocoder
+    from pipeline.train.melgan import MelGANTrainer, train
+    trainer = MelGANTrainer(short_config(tiny_config, 3, "melgan.train.ema=0.9"), SPEC, {"V001": 0}, torch.device("cpu"))
+    assert trainer.inference_generator is trainer.generator_ema
+    before = [p.clone() for p in trainer.generator_ema.parameters()]
+    with torch.no_grad():
+        for p in trainer.generator.parameters():
+            p.add_(1.0)
+    trainer.update_average(step=100)        # past the early steps: the decay is ema itself
+    for old, average, weight in zip(before, trainer.generator_ema.parameters(), trainer.generator.parameters()):
+        assert torch.allclose(average, 0.9 * old + 0.1 * weight, atol=1e-6)
+        assert not average.requires_grad
+    trainer.update_average(step=0)          # the first step: the average moves 90 % of the way
+    first = next(trainer.generator_ema.parameters())
+    assert torch.allclose(first, 0.1 * 0.9 * before[0] + (1 - 0.1 * 0.9) * next(trainer.generator.parameters()),
+                          atol=1e-5)
+    assert MelGANTrainer(short_config(tiny_config, 3), SPEC, {"V001": 0}, torch.device("cpu")).generator_ema is None
+    # a trained run's checkpoint holds the average beside the last weights, and the vocoder loads the average
+    run = train(tiny_features, tiny_corpus, tmp_path / "ema", short_config(tiny_config, 3, "melgan.train.ema=0.9"),
+                progress=False)
+    models = load_checkpoint(run)["models"]
+    assert any(not torch.equal(models["generator"][k], models["generator_ema"][k]) for k in models["generator"])
+    vocoder = MelGANVocoder(run, torch.device("cpu"))
+    meta = load_checkpoint(run)["meta"]
+    mel = torch.randn(1, 80, 12) - 4
+    for name, same in (("generator_ema", True), ("generator", False)):
+        generator = Generator(**meta["generator"])
+        generator.load_state_dict(models[name])
+        with torch.no_grad():
+            expected = remove_weight_norm(generator).eval()(mel, None)[0].numpy()
+        assert np.allclose(vocoder(mel[0], "V001"), expected, atol=1e-5) is same
 
 
 def test_finished_run_is_skipped_and_force_retrains(tiny_features, tiny_corpus, tiny_config, tmp_path):

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from models.quantizer import VectorQuantizer
-from models.vqvae2 import VQVAE2, VQVAE2Config, time_jitter
+from models.augment import warp_frequency
+from models.vqvae2 import TRACT_STEP, VQVAE2, VQVAE2Config, time_jitter, tract_factors
 from pipeline.core.checkpoint import load_checkpoint
 from pipeline.core.errors import UserError
 
@@ -213,11 +214,12 @@ def test_settings_added_later_enter_the_fingerprint_only_when_on(tiny_config):
     from pipeline.train.vqvae import run_fingerprint, unit_system_settings
     settings = unit_system_settings(tiny_config)
     assert "perturb" not in settings
-    assert not {"decoder_blocks", "decoder_rnn", "speaker_every_block"} & set(settings["model"])
+    assert not {"decoder_blocks", "decoder_rnn", "speaker_every_block", "tract_search"} & set(settings["model"])
     base = run_fingerprint(tiny_config, ["data"])
     for change, key, value in [(PERTURB, "perturb", None), (["vqvae.model.decoder_blocks=3"], "decoder_blocks", 3),
                                (["vqvae.model.decoder_rnn=8"], "decoder_rnn", 8),
-                               (["vqvae.model.speaker_every_block=true"], "speaker_every_block", True)]:
+                               (["vqvae.model.speaker_every_block=true"], "speaker_every_block", True),
+                               (["vqvae.model.tract_search=0.2"], "tract_search", 0.2)]:
         on = tiny_config.replace(change)
         settings = unit_system_settings(on)
         if value is None:
@@ -225,6 +227,32 @@ def test_settings_added_later_enter_the_fingerprint_only_when_on(tiny_config):
         else:
             assert settings["model"][key] == value
         assert run_fingerprint(on, ["data"]) != base
+
+
+def test_tract_factors_are_a_symmetric_log_grid_through_one():
+    assert torch.equal(tract_factors(0.0), torch.ones(1, dtype=torch.float64))
+    grid = tract_factors(0.3)
+    assert len(grid) % 2 == 1 and grid[len(grid) // 2] == 1.0
+    assert torch.allclose(grid[0], torch.tensor(1 / 1.3, dtype=torch.float64))
+    assert torch.allclose(grid[-1], torch.tensor(1.3, dtype=torch.float64))
+    assert torch.allclose(grid * grid.flip(0), torch.ones_like(grid))
+    steps = grid.log().diff()
+    assert steps.max() <= TRACT_STEP and torch.allclose(steps, steps[0].expand_as(steps))
+
+
+def test_tract_fit_is_the_relative_quantisation_error_of_each_stretch():
+    torch.manual_seed(0)
+    model = VQVAE2(SMALL).eval()
+    mel = torch.randn(1, 80, 37)
+    factors = torch.tensor([0.8, 1.0, 1.25], dtype=torch.float64)
+    errors = model.tract_fit(mel, factors, 0.0, 8000.0)
+    for factor, error in zip(factors, errors):
+        enc = model.encode(warp_frequency(mel, factor[None], 0.0, 8000.0))
+        z, q = enc.prequant, enc.bottom.quantized
+        assert torch.allclose(error, ((z - q) ** 2).sum() / (z ** 2).sum(), rtol=1e-4)
+    assert errors[0] != errors[2]
+    with pytest.raises(ValueError, match="one utterance"):
+        model.tract_fit(mel.expand(2, -1, -1), factors, 0.0, 8000.0)
 
 
 def test_normalisation_statistics_travel_in_the_state_dict():

@@ -268,6 +268,7 @@ class VQVAEModel(Section):
     decoder_blocks: int = key(ge=0)               # dilated residual blocks of the decoder (0 = res_blocks plain ones)
     decoder_rnn: int = key(ge=0)                  # bidirectional GRU units a direction after them (0 = none)
     speaker_every_block: bool = key()             # the speaker embedding enters every decoder block (false: the first conv)
+    tract_search: float = key(ge=0, le=1)         # inference: stretch each utterance to fit the codebook (0 = off)
 
 
 @dataclass(frozen=True)
@@ -468,6 +469,7 @@ class GANTrain(Section):
     lr_generator: float = key(gt=0)
     lr_discriminator: float = key(gt=0)
     lr_end: float = key(gt=0, le=1)               # the generator's rate at the last step, as a fraction of its phase's rate
+    ema: float = key(ge=0, lt=1)                  # decay of the generator's weight average used for inference (0 = none)
     betas: list[float] = key(ge=0, lt=1, length=2)
     checkpoint_every: int = key(ge=1)
     log_every: int = key(ge=1)

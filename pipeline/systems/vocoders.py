@@ -30,7 +30,8 @@ class MelGANVocoder:
             self.voices = dict(meta["speakers"])
             self.conditioned = bool(meta["speaker_conditioned"])
             generator = Generator(**meta["generator"])
-            generator.load_state_dict(ckpt["models"]["generator"])
+            # the weight average when the run kept one (melgan.train.ema), else the last weights
+            generator.load_state_dict(ckpt["models"].get("generator_ema", ckpt["models"]["generator"]))
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise UserError(f"{checkpoint}: incompatible MelGAN checkpoint ({' '.join(str(exc).split())[:120]})") \
                 from None

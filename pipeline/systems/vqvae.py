@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.augment import warp_frequency
 from models.logmel import FeatureSpec
-from models.vqvae2 import STRIDE, VQVAE2, VQVAE2Config
+from models.vqvae2 import STRIDE, VQVAE2, VQVAE2Config, tract_factors
 from pipeline.core.audio import read_wav
 from pipeline.core.checkpoint import load_checkpoint
 from pipeline.core.errors import UserError
@@ -91,9 +92,12 @@ class VQVAE:
         return mel
 
     @torch.no_grad()
-    def encode_mels(self, mels: list[np.ndarray]) -> list[Units]:
-        """(n_mels, T) log-mels -> Units, in order; equal padded lengths share a forward pass."""
+    def encode_mels(self, mels: list[np.ndarray], tract_search: bool = True) -> list[Units]:
+        """(n_mels, T) log-mels -> Units, in order; equal padded lengths share a forward pass.
+        ``tract_search=False`` encodes the mels as they are, whatever the model's setting."""
         mels = [self._check_mel(m) for m in mels]
+        if tract_search:
+            mels = [self.normalize_tract(m)[0] for m in mels]
         out: list[Units | None] = [None] * len(mels)
         groups: dict[int, list[int]] = {}
         for i, mel in enumerate(mels):
@@ -111,6 +115,24 @@ class VQVAE:
                 for row, i in enumerate(chunk):
                     out[i] = self._units(enc, row, mels[i].shape[1])
         return out
+
+    @torch.no_grad()
+    def normalize_tract(self, mel: np.ndarray) -> tuple[np.ndarray, float]:
+        """(n_mels, T) log-mel -> (the mel the encoder sees, its stretch factor): with the model's
+        ``tract_search`` > 0 the stretch whose encoding fits the codebook best
+        (``VQVAE2.tract_fit``), else the mel itself and 1."""
+        factors = tract_factors(self.model.cfg.tract_search)
+        if len(factors) == 1:
+            return mel, 1.0
+        x = torch.from_numpy(mel)[None].to(self.device)
+        per_pass = max(1, MAX_BATCH_FRAMES // mel.shape[1])
+        errors = torch.cat([self.model.tract_fit(x, factors[i:i + per_pass], self.spec.f_min, self.spec.f_max).cpu()
+                            for i in range(0, len(factors), per_pass)])
+        best = factors[int(errors.argmin())]
+        if float(best) == 1.0:
+            return mel, 1.0
+        warped = warp_frequency(x, best[None], self.spec.f_min, self.spec.f_max)[0]
+        return warped.float().cpu().numpy(), float(best)
 
     def _units(self, enc, row: int, num_frames: int) -> Units:
         tb, tt = VQVAE2.code_lengths(num_frames)
@@ -155,8 +177,10 @@ class VQVAE:
 
     def reconstruct(self, mel: np.ndarray, audio: np.ndarray, speaker: str) -> np.ndarray:
         """An utterance's log-mel as the decoder renders it in ``speaker``'s voice (the vocoder's
-        training input; ``audio`` is unused here, the VQMIVC takes its pitch from it)."""
-        return self.decode_units(self.encode_mel(mel), speaker)
+        training input; ``audio`` is unused here, the VQMIVC takes its pitch from it). The mel is
+        a training speaker's, inside the range the codebook was learnt on, so it is encoded
+        without the tract search (it stretched 11 and 12 of V002's 80 utterances in two demo runs)."""
+        return self.decode_units(self.encode_mels([mel], tract_search=False)[0], speaker)
 
     # ------------------------------------------------------------------ self-description
     AUX_DESCRIPTIONS = [

@@ -30,6 +30,7 @@ PNGs written under ``OUT/samples/`` at every checkpoint. Training resumes from
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import shutil
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ from pipeline.train.vqvae import mel_statistics, model_config, unit_objective
 # Keys that may change without invalidating a run (more steps extends it; logging is cosmetic).
 _RESUMABLE_KEYS = ("steps", "checkpoint_every", "log_every", "validate_every", "num_samples", "sample_frames")
 # Train keys added after the first runs, with the value that trains as before they existed.
-ADDED_TRAIN_KEYS = {"lr_end": 1.0}
+ADDED_TRAIN_KEYS = {"lr_end": 1.0, "ema": 0.0}
 
 
 @dataclass
@@ -196,6 +197,27 @@ class MelGANTrainer:
         # A linear fall to lr_end of the phase's rate by the last step: the final weights are the
         # settled end of training rather than one point of its oscillation (1.0: constant, as first built).
         self.lr_end, self.steps = train.lr_end, train.steps
+        # An exponential moving average of the generator's weights (train.ema > 0), which validation,
+        # samples and inference use: the average of the last steps rather than one point of their
+        # oscillation. It is a model of the run (checkpointed, resumed) that no optimizer updates.
+        self.ema = train.ema
+        self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if self.ema > 0 else None
+
+    @property
+    def inference_generator(self) -> Generator:
+        """The generator whose weights inference uses: the weight average when there is one."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
+    @torch.no_grad()
+    def update_average(self, step: int) -> None:
+        """Move the weight average toward the generator's new weights. The decay grows from 0.1 at
+        the first step to ``ema`` (by about 10 / (1 - ema) steps), so the average never holds much
+        of the random initial weights."""
+        decay = min(self.ema, (1 + step) / (10 + step))
+        for average, weight in zip(self.generator_ema.parameters(), self.generator.parameters()):
+            average.lerp_(weight, 1 - decay)
+        for average, buffer in zip(self.generator_ema.buffers(), self.generator.buffers()):
+            average.copy_(buffer)
 
     def speaker_ids(self, ids: torch.Tensor) -> torch.Tensor | None:
         return ids.to(self.device) if self.generator.n_speakers else None
@@ -249,6 +271,8 @@ class MelGANTrainer:
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
+        if self.generator_ema is not None:
+            self.update_average(step)
         if unit_loss is not None:
             self.unit.optimizer.step()
         return metrics
@@ -270,7 +294,7 @@ class MelGANTrainer:
     @torch.no_grad()
     def vocode(self, utt: VoiceUtterance, max_frames: int | None = None) -> np.ndarray:
         ids = torch.tensor([self.speakers[utt.speaker]])
-        return self.generator(self.input_mel(utt, max_frames), self.speaker_ids(ids))[0].float().cpu().numpy()
+        return self.inference_generator(self.input_mel(utt, max_frames), self.speaker_ids(ids))[0].float().cpu().numpy()
 
     @torch.no_grad()
     def validation_mel_l1(self, items: list[VoiceUtterance], max_frames: int) -> float:
@@ -291,8 +315,9 @@ def write_samples(trainer: MelGANTrainer, items: list[VoiceUtterance], out_dir: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    was_training = trainer.generator.training
-    trainer.generator.eval()
+    generator = trainer.inference_generator
+    was_training = generator.training
+    generator.eval()
     for utt in items:
         name = f"step{step:06d}_{utt.key.replace('/', '_')}"
         wav = trainer.vocode(utt, max_frames)
@@ -308,7 +333,7 @@ def write_samples(trainer: MelGANTrainer, items: list[VoiceUtterance], out_dir: 
         with atomic_path(out_dir / f"{name}.png") as tmp:
             fig.savefig(tmp, dpi=80, format="png")
         plt.close(fig)
-    trainer.generator.train(was_training)
+    generator.train(was_training)
 
 
 def fine_tuned_unit_model(system: VQVAE, speakers: dict[str, int], config: Config, device) -> UnitModel:
@@ -404,6 +429,7 @@ def _train(features_dir, dataset_root, out_dir: Path, config: Config, force: boo
     loop = TrainLoop(
         run_dir=out_dir, kind=KIND, config=config.to_dict(), fingerprint=run_fingerprint(config, spec, data_ids),
         models={"generator": trainer.generator, "discriminator": trainer.discriminator,
+                **({"generator_ema": trainer.generator_ema} if trainer.generator_ema is not None else {}),
                 **({"vqvae": unit.model} if unit is not None else {})},
         optimizers={"generator": trainer.opt_g, "discriminator": trainer.opt_d,
                     **({"vqvae": unit.optimizer} if unit is not None else {})},

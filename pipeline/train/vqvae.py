@@ -96,7 +96,7 @@ def learning_rate(tcfg: TrainSchedule, step: int) -> float:
 
 
 # Unit-system keys added after the first runs, with the value that trains as before they existed.
-_ADDED_MODEL_KEYS = {"decoder_blocks": 0, "decoder_rnn": 0, "speaker_every_block": False}
+_ADDED_MODEL_KEYS = {"decoder_blocks": 0, "decoder_rnn": 0, "speaker_every_block": False, "tract_search": 0.0}
 
 
 def unit_system_settings(config: Config) -> dict:
