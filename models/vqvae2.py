@@ -72,7 +72,7 @@ class VQVAE2Config:
                                  # residual blocks (a context of the whole input); 0: none, as first built
     speaker_every_block: bool = False  # the speaker embedding also enters every decoder residual block
                                        # (false: only the decoder's first convolution, as first built)
-    tract_search: float = 0.0    # inference only: each utterance is stretched along frequency by the factor in
+    tract_search: float = 0.0    # conversion sources only: each is stretched along frequency by the factor in
                                  # [1/(1+x), 1+x] whose bottom encoding fits the codebook best (0 = off)
 
     @classmethod

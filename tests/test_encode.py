@@ -154,9 +154,15 @@ def test_tract_search_encodes_the_stretch_that_fits_the_codebook_best(tiny_vqvae
     expected = warp_frequency(torch.from_numpy(mel)[None], torch.tensor([factor], dtype=torch.float64),
                               spec.f_min, spec.f_max)[0].numpy()
     np.testing.assert_allclose(warped, expected, atol=1e-6)
-    # the units are those of the chosen stretch, the frame count the source's
-    units, reference = searching.encode_mel(mel), plain.encode_mel(warped)
+    # asked for, the units are those of the chosen stretch, the frame count the source's
+    units, reference = searching.encode_mels([mel], tract_search=True)[0], plain.encode_mel(warped)
     np.testing.assert_array_equal(units.bottom_ids, reference.bottom_ids)
     assert units.num_frames == mel.shape[1]
-    # a training speaker's own mel (the vocoder's training input) is reconstructed without the search
+    # unit files and a training speaker's own mel (the vocoder's input) are encoded without it
+    np.testing.assert_array_equal(searching.encode_mel(mel).bottom_ids, plain.encode_mel(mel).bottom_ids)
     np.testing.assert_array_equal(searching.reconstruct(mel, None, "V001"), plain.reconstruct(mel, None, "V001"))
+    # a conversion source is: the converter's units come from encode_source
+    audio = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
+    from pipeline.features import logmel
+    np.testing.assert_array_equal(searching.encode_source(audio).bottom_ids,
+                                  searching.encode_mels([logmel(audio, spec)], tract_search=True)[0].bottom_ids)

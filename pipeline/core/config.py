@@ -268,7 +268,7 @@ class VQVAEModel(Section):
     decoder_blocks: int = key(ge=0)               # dilated residual blocks of the decoder (0 = res_blocks plain ones)
     decoder_rnn: int = key(ge=0)                  # bidirectional GRU units a direction after them (0 = none)
     speaker_every_block: bool = key()             # the speaker embedding enters every decoder block (false: the first conv)
-    tract_search: float = key(ge=0, le=1)         # inference: stretch each utterance to fit the codebook (0 = off)
+    tract_search: float = key(ge=0, le=1)         # conversion: stretch each source to fit the codebook (0 = off)
 
 
 @dataclass(frozen=True)

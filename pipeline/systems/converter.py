@@ -91,7 +91,7 @@ class Converter:
         audio = np.asarray(audio, dtype=np.float32)
         if audio.size == 0:
             raise UserError("cannot convert empty audio")
-        units = self.vqvae.encode_audio(audio)
+        units = self.vqvae.encode_source(audio)
         mel = torch.as_tensor(self.vqvae.decode_units(units, target if target is not None else reference))
         return self._render(mel, target, len(audio))
 

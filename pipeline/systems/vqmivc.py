@@ -146,6 +146,10 @@ class VQMIVCSystem:
     def encode_wav(self, path: str | os.PathLike) -> ContentUnits:
         return self.encode_audio(read_wav(path, self.spec.sample_rate))
 
+    def encode_source(self, audio: np.ndarray) -> ContentUnits:
+        """The units a conversion decodes (the VQMIVC has no tract search: its ``encode_audio``)."""
+        return self.encode_audio(audio)
+
     # ------------------------------------------------------------------ voices
     def speaker_vector(self, speaker: str | np.ndarray) -> np.ndarray:
         """A training speaker's mean embedding (by name), or an embedding given as an array."""

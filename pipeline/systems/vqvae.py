@@ -92,9 +92,10 @@ class VQVAE:
         return mel
 
     @torch.no_grad()
-    def encode_mels(self, mels: list[np.ndarray], tract_search: bool = True) -> list[Units]:
+    def encode_mels(self, mels: list[np.ndarray], tract_search: bool = False) -> list[Units]:
         """(n_mels, T) log-mels -> Units, in order; equal padded lengths share a forward pass.
-        ``tract_search=False`` encodes the mels as they are, whatever the model's setting."""
+        ``tract_search=True`` encodes each mel in the stretch the model's tract search picks
+        (``normalize_tract``; conversion sources only, see ``encode_source``)."""
         mels = [self._check_mel(m) for m in mels]
         if tract_search:
             mels = [self.normalize_tract(m)[0] for m in mels]
@@ -144,14 +145,21 @@ class VQVAE:
     def encode_mel(self, mel: np.ndarray) -> Units:
         return self.encode_mels([mel])[0]
 
-    def encode_audio(self, audio: np.ndarray) -> Units:
+    def encode_audio(self, audio: np.ndarray, tract_search: bool = False) -> Units:
         """Float audio at ``spec.sample_rate`` (peak-normalised inside, like the features) -> Units."""
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim != 1 or audio.size == 0:
             raise UserError(f"expected non-empty mono audio, got shape {audio.shape}")
         if not np.all(np.isfinite(audio)):
             raise UserError("audio contains NaN or infinite samples")
-        return self.encode_mel(logmel(audio, self.spec))
+        return self.encode_mels([logmel(audio, self.spec)], tract_search)[0]
+
+    def encode_source(self, audio: np.ndarray) -> Units:
+        """The units a conversion decodes: the source encoded in the stretch that fits the codebook
+        best (the model's ``tract_search``). Unit files, ``zs2020 encode`` and the ``units`` tools
+        encode without it: on the demo's short ABX excerpts it cost 1.9 points of ABX (13.82 %
+        against 11.94 %, seed 1234), where whole conversion sources gain words."""
+        return self.encode_audio(audio, tract_search=True)
 
     def encode_wav(self, path: str | os.PathLike) -> Units:
         return self.encode_audio(read_wav(path, self.spec.sample_rate))
@@ -180,7 +188,7 @@ class VQVAE:
         training input; ``audio`` is unused here, the VQMIVC takes its pitch from it). The mel is
         a training speaker's, inside the range the codebook was learnt on, so it is encoded
         without the tract search (it stretched 11 and 12 of V002's 80 utterances in two demo runs)."""
-        return self.decode_units(self.encode_mels([mel], tract_search=False)[0], speaker)
+        return self.decode_units(self.encode_mel(mel), speaker)
 
     # ------------------------------------------------------------------ self-description
     AUX_DESCRIPTIONS = [
