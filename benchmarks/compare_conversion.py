@@ -70,7 +70,7 @@ ANCHOR_SLOW_ADV0 = ANCHOR_SLOW + ["melgan.train.steps=1200"]
 DEC4_5000 = ["vqvae.model.decoder_blocks=4", "vqvae.train.steps=5000"]
 # The vocoder's rate falling linearly to a tenth by its last step (measured no better; not a preset's).
 DECAY = ["melgan.train.lr_end=0.1"]
-# Encoding stretches each utterance along frequency to fit the bottom codebook best (models.vqvae2.tract_fit).
+# Conversion encodes each source in the frequency stretch that fits the bottom codebook best (models.vqvae2.tract_fit).
 TRACT = ["vqvae.model.tract_search=0.3"]
 # Layer-normalised ConvNeXt blocks at the frame rate, to keep the 1e-3 warm-up from diverging.
 CONVNEXT = ["melgan.generator.frame_block=convnext"]

@@ -2,16 +2,20 @@
 decode to any known speaker, one-line errors for unknown speakers and bad audio."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
+from models.augment import warp_frequency
+from models.vqvae2 import tract_factors
 from pipeline.contract.dataset import Dataset
 from pipeline.contract.unitfile import read_units
 from pipeline.core.errors import UserError
-from pipeline.features import FeatureStore, wav_to_logmel
+from pipeline.features import FeatureStore, logmel, wav_to_logmel
 from pipeline.stages.encode import encode_command
 from pipeline.systems.vqvae import load_vqvae
 
@@ -135,12 +139,6 @@ def test_encode_command_errors_are_one_line_and_leave_nothing(tiny_vqvae, tmp_pa
 
 
 def test_tract_search_encodes_the_stretch_that_fits_the_codebook_best(tiny_vqvae, tiny_features):
-    import dataclasses
-
-    import torch
-
-    from models.augment import warp_frequency
-    from models.vqvae2 import tract_factors
     plain = load_vqvae(tiny_vqvae)
     searching = load_vqvae(tiny_vqvae)
     searching.model.cfg = dataclasses.replace(searching.model.cfg, tract_search=0.3)
@@ -163,6 +161,5 @@ def test_tract_search_encodes_the_stretch_that_fits_the_codebook_best(tiny_vqvae
     np.testing.assert_array_equal(searching.reconstruct(mel, None, "V001"), plain.reconstruct(mel, None, "V001"))
     # a conversion source is: the converter's units come from encode_source
     audio = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
-    from pipeline.features import logmel
     np.testing.assert_array_equal(searching.encode_source(audio).bottom_ids,
                                   searching.encode_mels([logmel(audio, spec)], tract_search=True)[0].bottom_ids)
