@@ -37,7 +37,7 @@ from pipeline.core.layout import RunLayout  # noqa: E402
 from pipeline.evaluation.speech import speech_measures  # noqa: E402
 from pipeline.features import logmel  # noqa: E402
 from pipeline.systems.converter import LOUDNESS_DBFS, Converter  # noqa: E402
-from common import mean_range  # noqa: E402
+from benchmarks.studylib import mean_range  # noqa: E402
 
 ROWS = {
     "a": "(a) target voice's own wav",

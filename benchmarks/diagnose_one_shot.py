@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.contract.dataset import Dataset  # noqa: E402
 from pipeline.evaluation.oneshot import OneShotPlan, one_shot_measures  # noqa: E402
-from common import mean_range  # noqa: E402
+from benchmarks.studylib import mean_range  # noqa: E402
 
 COLUMNS = [("share_closer_to_reference", "closer to reference", 2), ("sim_reference", "sim. reference", 3),
            ("sim_source", "sim. source", 3), ("cer", "CER", 3), ("dnsmos", "DNSMOS", 2)]

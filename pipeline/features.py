@@ -18,6 +18,7 @@ from pipeline.core.audio import peak_normalize, read_wav
 from pipeline.core.config import Config
 from pipeline.core.errors import UserError
 from pipeline.core.io import atomic_path, output_lock
+from pipeline.core.outputs import Input, claim_folder
 from pipeline.core.pool import parallel_map
 from pipeline.core.stamp import files_identity, fingerprint, is_up_to_date, write_stamp
 
@@ -193,6 +194,7 @@ def dump_features(dataset_root: str | os.PathLike, out_dir: str | os.PathLike, c
     if not langs:
         raise UserError(f"{root}: no 2019/english or 2019/surprise folder (expected the ZeroSpeech 2019 layout)")
     out_dir = Path(out_dir)
+    claim_folder(out_dir, "features", [Input("--dataset", root)])
     written = []
     for lang in langs:
         ds = Dataset(root, lang)

@@ -1,16 +1,16 @@
 """Per-file checks of a submission: unit files (strict format) and converted wavs (readable
-16 kHz mono 16-bit PCM, complete, not silent garbage). Many files are checked in worker
-processes, each with its own reader of the submission."""
+16 kHz mono 16-bit PCM, a possible and complete header, not silent or saturated garbage). Many
+files are checked in worker processes, each with its own reader of the submission."""
 from __future__ import annotations
 
 import io
 
-import numpy as np
 import soundfile as sf
 
 from pipeline.contract.names import SAMPLE_RATE
 from pipeline.contract.reader import EntryError, SubmissionTree, open_tree
 from pipeline.contract.unitfile import UnitFileError, check_units_text
+from pipeline.core.audio import broken_audio, header_problem
 from pipeline.core.pool import run_batches
 
 MAX_UNIT_FILE_BYTES = 64 << 20
@@ -32,11 +32,12 @@ def check_unit_bytes(raw: bytes, name: str, cache: dict | None = None) -> tuple[
 
 def check_wav_bytes(raw: bytes) -> str | None:
     """None for a complete, readable 16 kHz mono 16-bit PCM wav with at least one sample and some
-    signal, else the reason."""
+    signal, else the reason. libsndfile reads a file whose header claims more than it holds (cut
+    short, or an absurd size) without complaint, so the header is checked on its own too."""
     try:
         info = sf.info(io.BytesIO(raw))
     except Exception as exc:  # libsndfile raises several types for garbage
-        return f"not a readable wav ({' '.join(str(exc).split())[:80]})"
+        return f"not a readable wav ({header_problem(raw) or ' '.join(str(exc).split())[:80]})"
     wrong = []
     if info.format != "WAV":
         wrong.append(f"container {info.format}, expected WAV")
@@ -48,6 +49,9 @@ def check_wav_bytes(raw: bytes) -> str | None:
         wrong.append(f"sample format {info.subtype}, expected 16-bit PCM")
     if wrong:
         return "; ".join(wrong)
+    problem = header_problem(raw)
+    if problem:
+        return problem
     if info.frames <= 0:
         return "no audio samples (duration 0)"
     try:
@@ -56,9 +60,8 @@ def check_wav_bytes(raw: bytes) -> str | None:
         return f"audio data unreadable ({' '.join(str(exc).split())[:80]})"
     if len(samples) < info.frames:
         return f"truncated: the header promises {info.frames} samples, the file holds {len(samples)}"
-    if samples.size and np.all(samples == samples.flat[0]) and abs(int(samples.flat[0])) >= 32767:
-        return "every sample is at full scale (a diverged or broken generator)"
-    return None
+    garbage = broken_audio(samples / 32768.0)
+    return f"{garbage} (a diverged or broken vocoder)" if garbage else None
 
 
 _WORKER: dict = {"tree": None, "lines": {}}

@@ -204,7 +204,6 @@ def draft_submission(out_dir: Path, plans: dict[str, LanguagePlan], top: dict, t
                      auxiliary: bool) -> Iterator[SubmissionDraft]:
     """Yield a draft with both metadata files, the code snapshot (open source) and every
     language folder; on success (all required files written) it replaces ``out_dir`` whole."""
-    refuse_foreign_folder(out_dir)
     with atomic_dir(out_dir) as tmp:
         dump_yaml(tmp / "metadata.yaml", top)
         (tmp / "2019").mkdir()
@@ -216,15 +215,6 @@ def draft_submission(out_dir: Path, plans: dict[str, LanguagePlan], top: dict, t
         draft = SubmissionDraft(tmp, plans, auxiliary)
         yield draft
         draft.check_complete()
-
-
-def refuse_foreign_folder(out_dir: Path) -> None:
-    """The folder is replaced whole: never do that to one this writer did not make."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir}: exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "2019").is_dir():
-        raise UserError(f"--out {out_dir}: refusing to replace a non-empty folder that is not a submission "
-                        f"(remove it or choose another --out)")
 
 
 # ============================================================================ zip

@@ -265,7 +265,7 @@ def test_a_foreign_folder_is_never_replaced(tmp_path):
     mine.mkdir()
     (mine / "thesis.tex").write_text("precious")
     result = CliRunner().invoke(corpus_command, ["--out", str(mine), "--scale", "tiny"])
-    assert result.exit_code == 1 and "not empty" in result.output
+    assert result.exit_code == 1 and "non-empty folder" in result.output
     assert (mine / "thesis.tex").read_text() == "precious" and len(list(tmp_path.iterdir())) == 1
 
 

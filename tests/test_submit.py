@@ -163,7 +163,7 @@ def test_bad_inputs_give_one_line_errors_and_write_nothing(tiny_run, tiny_corpus
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.tex").write_text("years of work")
-    with pytest.raises(UserError, match="refusing to replace a non-empty folder"):
+    with pytest.raises(UserError, match="non-empty folder that `zs2020 submit` did not write"):
         write_submission(tiny_corpus, tiny_run, precious, tiny_config, progress=False)
     assert (precious / "thesis.tex").read_text() == "years of work"
 

@@ -404,7 +404,7 @@ def test_run_listen(unit_run, tiny_corpus, tmp_path):
     assert result.exit_code == 0 and sf.info(str(gl)).frames == 3 * 320
     bad = tmp_path / "bad.wav"
     for args, message in ((["7", "--speaker", "NOBODY"], "unknown target voice"),
-                          (["99999", "--speaker", "V001"], "out of range")):
+                          (["9999", "--speaker", "V001"], "out of range")):
         result, _ = _invoke(["listen", *args, "--out", str(bad), *common])
         assert result.exit_code == 1 and message in result.output
         assert not bad.exists()

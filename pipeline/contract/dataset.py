@@ -30,17 +30,18 @@ Speaker = file-name prefix before the first ``_``. Speaker ids are the sorted tr
 from __future__ import annotations
 
 import errno
+import math
 import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from pipeline.contract.names import ALL_SPLITS, FILELIST_KINDS, LANGUAGES, SAMPLE_RATE, TRAIN_SPLITS
-from pipeline.core.audio import read_wav
+from pipeline.core.audio import read_wav, wav_info
 from pipeline.core.errors import UserError
+from pipeline.core.io import read_text_lines
 
 
 @dataclass(frozen=True, order=True)
@@ -59,7 +60,7 @@ class Utterance:
         return f"{self.split}/{self.utt_id}"
 
     def duration(self) -> float:
-        info = sf.info(str(self.path))
+        info = wav_info(self.path)
         return info.frames / info.samplerate
 
     def read(self, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -175,7 +176,7 @@ class Dataset:
         if not path.is_file():
             raise UserError(f"{path}: synthesis.txt is missing")
         lines = []
-        for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for n, raw in enumerate(read_text_lines(path, "synthesis list"), 1):
             if not raw.strip():
                 continue
             parts = raw.split()
@@ -201,7 +202,7 @@ class Dataset:
         if not path.is_file():
             return {}
         out = {}
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in read_text_lines(path, "transcript table"):
             if "\t" in line:
                 key, text = line.split("\t", 1)
                 out[key] = text
@@ -284,22 +285,42 @@ def lists_folder(lists_dir: str | os.PathLike, language: str) -> Path | None:
 
 
 def read_alignment(path: str | os.PathLike) -> list[Segment]:
+    """``onset offset PHONE [raw]`` lines (seconds); a malformed line is one error naming it."""
     segments = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_text_lines(path, "phone alignment"), 1):
         parts = line.split()
         if not parts:
             continue
-        if len(parts) < 3:
-            raise UserError(f"{path}:{n}: expected 'onset offset phone'")
-        segments.append(Segment(float(parts[0]), float(parts[1]), parts[2]))
+        if len(parts) not in (3, 4):
+            raise UserError(f"{path}:{n}: expected 'onset offset phone [raw]', got {len(parts)} field(s)")
+        onset, offset = parse_span(parts[0], parts[1], f"{path}:{n}")
+        segments.append(Segment(onset, offset, parts[2]))
     return segments
+
+
+def parse_span(onset: str, offset: str, where: str) -> tuple[float, float]:
+    """(onset, offset) in seconds from a text line (alignments, ABX items); ``where`` is
+    ``path:line``."""
+    try:
+        span = float(onset), float(offset)
+    except ValueError:
+        raise UserError(f"{where}: onset and offset must be numbers, got {onset!r} {offset!r}") from None
+    if not all(math.isfinite(t) for t in span):
+        raise UserError(f"{where}: onset and offset must be finite numbers, got {onset!r} {offset!r}")
+    if not span[1] >= span[0]:
+        raise UserError(f"{where}: offset {span[1]} is before onset {span[0]}")
+    return span
 
 
 def read_filelist(path: str | os.PathLike) -> list[tuple[str, float | None]]:
     """Official list lines: ``english/test/X.txt`` or ``X.txt 0.095`` -> (basename, duration)."""
     rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for n, line in enumerate(read_text_lines(path, "file list"), 1):
         parts = line.split()
-        if parts:
+        if not parts:
+            continue
+        try:
             rows.append((os.path.basename(parts[0]), float(parts[1]) if len(parts) > 1 else None))
+        except ValueError:
+            raise UserError(f"{path}:{n}: the duration must be a number, got {parts[1]!r}") from None
     return rows

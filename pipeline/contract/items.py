@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.contract.dataset import parse_span
 from pipeline.contract.names import SAMPLE_RATE
 from pipeline.core.errors import UserError
+from pipeline.core.io import read_text_lines
 
 ITEM_HEADER = ("#file", "onset", "offset", "#phone", "prev-phone", "next-phone", "speaker")
 
@@ -43,23 +45,18 @@ def read_items(path: str | os.PathLike) -> ItemTable:
     if not path.is_file():
         raise UserError(f"{path}: ABX item file does not exist")
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        header = handle.readline().split()
-        if not header or header[0] != "#file" or len(header) != 7:
-            raise UserError(f"{path}:1: expected the header '{' '.join(ITEM_HEADER)}'")
-        for n, line in enumerate(handle, 2):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 7:
-                raise UserError(f"{path}:{n}: expected 7 columns, got {len(parts)}")
-            try:
-                onset, offset = float(parts[1]), float(parts[2])
-            except ValueError:
-                raise UserError(f"{path}:{n}: onset and offset must be numbers") from None
-            if not offset >= onset:
-                raise UserError(f"{path}:{n}: offset {offset} is before onset {onset}")
-            rows.append(parts)
+    lines = read_text_lines(path, "ABX item file")
+    header = lines[0].split() if lines else []
+    if not header or header[0] != "#file" or len(header) != 7:
+        raise UserError(f"{path}:1: expected the header '{' '.join(ITEM_HEADER)}'")
+    for n, line in enumerate(lines[1:], 2):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 7:
+            raise UserError(f"{path}:{n}: expected 7 columns, got {len(parts)}")
+        parse_span(parts[1], parts[2], f"{path}:{n}")
+        rows.append(parts)
     if not rows:
         raise UserError(f"{path}: ABX item file has no items")
     cols = list(zip(*rows))

@@ -144,7 +144,7 @@ class FolderTree(SubmissionTree):
         while pending:
             rel = pending.pop()
             names = self.entries.setdefault(rel, set())
-            with os.scandir(root / rel if rel else root) as it:
+            with _listing(root, rel) as it:
                 for entry in it:
                     names.add(entry.name)
                     child = f"{rel}/{entry.name}" if rel else entry.name
@@ -169,6 +169,24 @@ class FolderTree(SubmissionTree):
         if len(data) > limit:
             raise EntryError(f"larger than {limit} bytes")
         return data
+
+
+@contextlib.contextmanager
+def _listing(root: Path, rel: str) -> Iterator[Iterator[os.DirEntry]]:
+    """``os.scandir`` of one folder of the submission; a folder that cannot be listed (no
+    permission, or nested past the system's path length limit) is one UserError."""
+    try:
+        it = os.scandir(root / rel if rel else root)
+    except OSError as exc:
+        raise UserError(f"{_clip(root)}: cannot list its folder {_clip(rel)} ({exc.strerror})") from None
+    with it:
+        yield it
+
+
+def _clip(path: str | os.PathLike) -> str:
+    """A path short enough for a one-line message (a hostile tree's may be kilobytes)."""
+    text = str(path)
+    return text if len(text) <= 100 else f"{text[:60]}...{text[-30:]} ({len(text)} characters)"
 
 
 class ZipTree(SubmissionTree):
@@ -211,12 +229,18 @@ def open_submission(path: str | os.PathLike, limits: ZipLimits = ZipLimits()) ->
     """Yield a read-only view of a submission folder or zip (raises UnsafeZip for a refused zip,
     UserError when the path is neither)."""
     path = Path(path)
-    if path.is_symlink():
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise UserError(f"{path}: no such submission folder or zip") from None
+    except OSError as exc:      # e.g. a path longer than the system's limit
+        raise UserError(f"{_clip(path)}: cannot be read ({exc.strerror})") from None
+    if stat.S_ISLNK(mode):
         raise UserError(f"{path}: is a symbolic link; give the submission folder or zip itself")
-    if path.is_dir():
+    if stat.S_ISDIR(mode):
         yield FolderTree(path)
         return
-    if not path.is_file():
+    if not stat.S_ISREG(mode):
         raise UserError(f"{path}: no such submission folder or zip")
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path}: neither a folder nor a zip file")

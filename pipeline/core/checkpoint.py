@@ -26,6 +26,13 @@ from pipeline.core.runtime import unwrap
 FORMAT = "zs2020-checkpoint/2"      # 2: model constructor arguments in meta, typed config
 
 
+# Every key of the format and its type, checked on load: a checkpoint that loads but lost a key
+# or holds another type (edited by hand, written by another tool) is one line naming the file
+# here, not a KeyError or TypeError deep in whichever stage reads it first.
+SCHEMA: dict[str, type] = {"kind": str, "config": dict, "fingerprint": str, "step": int, "models": dict,
+                           "optimizers": dict, "meta": dict, "history": list}
+
+
 class OldCheckpoint(UserError):
     """A checkpoint written by an earlier version of this format."""
 
@@ -50,7 +57,10 @@ def save_checkpoint(path: str | os.PathLike, *, kind: str, config: dict, fingerp
         torch.save(payload, tmp)
 
 
-def load_checkpoint(path: str | os.PathLike, kind: str | None = None, map_location="cpu") -> dict:
+def load_checkpoint(path: str | os.PathLike, kind: str | None = None, map_location="cpu",
+                    models: tuple[str, ...] = ()) -> dict:
+    """The checkpoint at ``path``, checked: of this format, complete (``SCHEMA``), of ``kind``
+    when given, and holding the state dicts named in ``models``."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint")
@@ -65,6 +75,31 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None, map_locati
     if payload["format"] != FORMAT:
         raise OldCheckpoint(f"{path}: written by another version of zs2020 ({payload['format']}, this one reads "
                             f"{FORMAT}); retrain it (training stages do so on their own)")
+    check_schema(path, payload)
     if kind is not None and payload["kind"] != kind:
         raise UserError(f"{path}: is a {payload['kind']} checkpoint, expected {kind}")
+    for name in models:
+        if name not in payload["models"]:
+            _damaged(path, f"no {name!r} model")
     return payload
+
+
+def check_schema(path: Path, payload: dict) -> None:
+    """Refuse a checkpoint of this format that lacks a key of ``SCHEMA`` or holds another type
+    there (``models`` a mapping of state dicts, ``step`` a count)."""
+    for name, kind in SCHEMA.items():
+        value = payload.get(name)
+        if name not in payload:
+            _damaged(path, f"no {name!r} entry")
+        if not isinstance(value, kind) or isinstance(value, bool):
+            _damaged(path, f"{name!r} is a {type(value).__name__}, expected a {kind.__name__}")
+    if payload["step"] < 0:
+        _damaged(path, f"step {payload['step']} is negative")
+    for name, state in payload["models"].items():
+        if not isinstance(state, dict):
+            _damaged(path, f"model {name!r} is a {type(state).__name__}, expected a state dict")
+
+
+def _damaged(path: Path, detail: str):
+    # Training refuses it too (it would resume from it): the user removes it and trains again.
+    raise UserError(f"{path}: damaged checkpoint ({detail}); delete it and train again")

@@ -26,11 +26,28 @@ from typing import Any, Iterable, Literal
 import yaml
 
 from pipeline.core.errors import UserError
+from pipeline.core.threads import MAX_THREADS
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "configs"
 PRESETS = ("tiny", "demo", "full")
 LANGUAGE = Literal["english", "surprise"]
 MAX_CONFIG_BYTES = 1 << 20
+MAX_YAML_DEPTH = 32             # a config nests 4 levels; a YAML document 20,000 deep overflowed the stack
+
+# Upper bounds of sizes: what one machine can hold. A value past them is a typo or a unit mistake,
+# refused here in one line instead of by the allocator or the kernel later (bottom_codes=2000000000
+# asked for 256 GB and died with a traceback; runtime.threads=100000 crashed the process).
+MAX_WIDTH = 1 << 13             # channels, vector sizes, hidden units: one 4-tap layer this wide is 1 GB
+MAX_CODES = 1 << 16             # codebook entries (16 bits a unit; the presets use 32 to 512)
+MAX_DEPTH = 1 << 10             # blocks and layers of a plain stack
+MAX_GEOMETRIC = 12              # stacks that grow geometrically: dilations 2**i or 3**i (12 span seconds)
+MAX_STEPS = 10 ** 9             # training steps, and periods counted in steps
+MAX_BATCH = 1 << 16             # items of one batch
+MAX_FRAMES = 1 << 16            # frames of one crop or sample (inputs are at most 300 s: 30,000 frames)
+MAX_SAMPLES = 1 << 16           # FFT sizes, hops, windows and upsampling ratios, in samples
+MAX_COUNT = 1 << 20             # utterances, lines and trials taken from the data
+MAX_SCALE = 100                 # demo corpus multiples (100 x demo is about 100 hours of audio)
+MAX_SEED = 2 ** 63 - 1          # torch seeds are 64-bit
 
 
 # ============================================================================ schema machinery
@@ -76,9 +93,13 @@ _PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
 
 
 def _bounds_text(meta: dict) -> str:
-    parts = [f"{op} {meta[name]:g}" for name, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+    parts = [f"{op} {_number_text(meta[name])}" for name, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
              if meta.get(name) is not None]
     return " and ".join(parts)
+
+
+def _number_text(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"     # bounds like 65536 print whole
 
 
 def _check_number(value: float, meta: dict) -> None:
@@ -210,7 +231,7 @@ def _bad(path: str, value: Any, expected: str) -> UserError:
 # ============================================================================ the schema
 @dataclass(frozen=True)
 class Runtime(Section):
-    threads: int = key(ge=0)                      # torch intra-op threads; 0 = the thread policy chooses
+    threads: int = key(ge=0, le=MAX_THREADS)      # torch intra-op threads; 0 = the thread policy chooses
     device: str = key()                           # auto | cpu | cuda | cuda:N
     amp: bool = key()                             # bfloat16 autocast on CUDA
 
@@ -223,10 +244,10 @@ class Runtime(Section):
 @dataclass(frozen=True)
 class Features(Section):
     sample_rate: Literal[16000] = key()           # the challenge's audio is 16 kHz
-    n_fft: int = key(ge=16)
-    win_length: int = key(ge=16)
-    hop_length: int = key(ge=1)
-    n_mels: int = key(ge=1)
+    n_fft: int = key(ge=16, le=MAX_SAMPLES)
+    win_length: int = key(ge=16, le=MAX_SAMPLES)
+    hop_length: int = key(ge=1, le=MAX_SAMPLES)
+    n_mels: int = key(ge=1, le=MAX_WIDTH)
     f_min: float = key(ge=0)
     f_max: float = key(gt=0)
     log_floor: float = key(gt=0)
@@ -243,30 +264,30 @@ class Features(Section):
 
 @dataclass(frozen=True)
 class Corpus(Section):
-    scale: Literal["tiny", "demo"] | int = key(ge=1)   # demo corpus size: tiny, demo or N x demo
+    scale: Literal["tiny", "demo"] | int = key(ge=1, le=MAX_SCALE)  # demo corpus size: tiny, demo or N x demo
 
 
 @dataclass(frozen=True)
 class VQVAEModel(Section):
-    channels: int = key(ge=1)
-    res_blocks: int = key(ge=0)
-    res_channels: int = key(ge=1)
-    bottom_dim: int = key(ge=1)
-    top_dim: int = key(ge=1)
-    bottom_codes: int = key(ge=2)
-    top_codes: int = key(ge=2)
-    speaker_dim: int = key(ge=1)
+    channels: int = key(ge=1, le=MAX_WIDTH)
+    res_blocks: int = key(ge=0, le=MAX_DEPTH)
+    res_channels: int = key(ge=1, le=MAX_WIDTH)
+    bottom_dim: int = key(ge=1, le=MAX_WIDTH)
+    top_dim: int = key(ge=1, le=MAX_WIDTH)
+    bottom_codes: int = key(ge=2, le=MAX_CODES)
+    top_codes: int = key(ge=2, le=MAX_CODES)
+    speaker_dim: int = key(ge=1, le=MAX_WIDTH)
     jitter: float = key(ge=0, le=1)
     input_norm: Literal["global", "utterance"] = key()
-    cpc_steps: int = key(ge=0)                    # contrastive coding of the bottom codes (0 = no CPC module)
-    cpc_negatives: int = key(ge=1)
-    cpc_context: int = key(ge=1)
-    adversary_hidden: int = key(ge=0)             # gradient-reversal speaker classifier (0 = none)
+    cpc_steps: int = key(ge=0, le=MAX_FRAMES)     # contrastive coding of the bottom codes (0 = no CPC module)
+    cpc_negatives: int = key(ge=1, le=MAX_WIDTH)
+    cpc_context: int = key(ge=1, le=MAX_WIDTH)
+    adversary_hidden: int = key(ge=0, le=MAX_WIDTH)  # gradient-reversal speaker classifier (0 = none)
     bottom_sees_top: bool = key()                 # the bottom quantizer's input includes the decoded top codes
-    classifier_hidden: int = key(ge=0)            # log-mel speaker classifier for the self-cycle (0 = none)
+    classifier_hidden: int = key(ge=0, le=MAX_WIDTH)  # log-mel speaker classifier for the self-cycle (0 = none)
     bottom_encoder: Literal["conv", "frames"] = key()
-    decoder_blocks: int = key(ge=0)               # dilated residual blocks of the decoder (0 = res_blocks plain ones)
-    decoder_rnn: int = key(ge=0)                  # bidirectional GRU units a direction after them (0 = none)
+    decoder_blocks: int = key(ge=0, le=MAX_GEOMETRIC)  # dilated residual blocks of the decoder (0 = res_blocks plain ones)
+    decoder_rnn: int = key(ge=0, le=MAX_WIDTH)    # bidirectional GRU units a direction after them (0 = none)
     speaker_every_block: bool = key()             # the speaker embedding enters every decoder block (false: the first conv)
     tract_search: float = key(ge=0, le=1)         # conversion: stretch each source to fit the codebook (0 = off)
 
@@ -293,24 +314,24 @@ class VQVAELoss(Section):
 class Quantizer(Section):
     decay: float = key(ge=0, lt=1)
     commitment: float = key(ge=0)
-    restart_every: int = key(ge=0)
-    restart_min_hits: int = key(ge=1)
+    restart_every: int = key(ge=0, le=MAX_STEPS)
+    restart_min_hits: int = key(ge=1, le=MAX_STEPS)
 
 
 @dataclass(frozen=True)
 class TrainSchedule(Section):
-    steps: int = key(ge=1)
-    batch_size: int = key(ge=1)
-    segment_frames: int = key(ge=8)
+    steps: int = key(ge=1, le=MAX_STEPS)
+    batch_size: int = key(ge=1, le=MAX_BATCH)
+    segment_frames: int = key(ge=8, le=MAX_FRAMES)
     lr: float = key(gt=0)
     lr_milestones: list[float] = key(gt=0, lt=1)
     lr_gamma: float = key(gt=0, le=1)
     grad_clip: float = key(ge=0)
     val_fraction: float = key(ge=0, lt=1)
-    val_max_utterances: int = key(ge=0)
-    validate_every: int = key(ge=0)
-    checkpoint_every: int = key(ge=1)
-    log_every: int = key(ge=1)
+    val_max_utterances: int = key(ge=0, le=MAX_COUNT)
+    validate_every: int = key(ge=0, le=MAX_STEPS)
+    checkpoint_every: int = key(ge=1, le=MAX_STEPS)
+    log_every: int = key(ge=1, le=MAX_STEPS)
 
 
 @dataclass(frozen=True)
@@ -347,22 +368,22 @@ class VQVAE(Section):
 
 @dataclass(frozen=True)
 class VQMIVCModel(Section):
-    channels: int = key(ge=1)                     # content encoder width (conv + LayerNorm/ReLU/Linear blocks)
-    blocks: int = key(ge=0)                       # LayerNorm/ReLU/Linear blocks of the content encoder
-    code_dim: int = key(ge=1)                     # content code vector size (20 ms)
-    codes: int = key(ge=2)                        # content codebook size
+    channels: int = key(ge=1, le=MAX_WIDTH)       # content encoder width (conv + LayerNorm/ReLU/Linear blocks)
+    blocks: int = key(ge=0, le=MAX_DEPTH)         # LayerNorm/ReLU/Linear blocks of the content encoder
+    code_dim: int = key(ge=1, le=MAX_WIDTH)       # content code vector size (20 ms)
+    codes: int = key(ge=2, le=MAX_CODES)          # content codebook size
     decay: float = key(ge=0, lt=1)                # EMA decay of the codebook
-    restart_every: int = key(ge=0)                # dead-code restart period in steps (0 = never)
-    restart_min_hits: int = key(ge=1)
-    cpc_steps: int = key(ge=0)                    # contrastive coding of the content codes (0 = no CPC module)
-    cpc_negatives: int = key(ge=1)
-    cpc_context: int = key(ge=1)
-    speaker_channels: int = key(ge=1)             # speaker encoder width
-    speaker_blocks: int = key(ge=0)               # residual conv blocks of the speaker encoder (each halves time)
-    speaker_dim: int = key(ge=1)                  # utterance-level speaker embedding size
-    decoder_channels: int = key(ge=1)
-    decoder_blocks: int = key(ge=0)               # dilated residual conv blocks of the decoder
-    postnet_layers: int = key(ge=0)               # residual conv post-net layers (0 = none)
+    restart_every: int = key(ge=0, le=MAX_STEPS)  # dead-code restart period in steps (0 = never)
+    restart_min_hits: int = key(ge=1, le=MAX_STEPS)
+    cpc_steps: int = key(ge=0, le=MAX_FRAMES)     # contrastive coding of the content codes (0 = no CPC module)
+    cpc_negatives: int = key(ge=1, le=MAX_WIDTH)
+    cpc_context: int = key(ge=1, le=MAX_WIDTH)
+    speaker_channels: int = key(ge=1, le=MAX_WIDTH)  # speaker encoder width
+    speaker_blocks: int = key(ge=0, le=MAX_GEOMETRIC)  # residual conv blocks of the speaker encoder (each halves time)
+    speaker_dim: int = key(ge=1, le=MAX_WIDTH)    # utterance-level speaker embedding size
+    decoder_channels: int = key(ge=1, le=MAX_WIDTH)
+    decoder_blocks: int = key(ge=0, le=MAX_DEPTH)  # dilated residual conv blocks of the decoder
+    postnet_layers: int = key(ge=0, le=MAX_DEPTH)  # residual conv post-net layers (0 = none)
 
 
 @dataclass(frozen=True)
@@ -379,9 +400,9 @@ class VQMIVCLoss(Section):
 
 @dataclass(frozen=True)
 class VQMIVCEstimators(Section):
-    hidden: int = key(ge=1)                       # hidden units of each CLUB estimator's networks
+    hidden: int = key(ge=1, le=MAX_WIDTH)         # hidden units of each CLUB estimator's networks
     lr: float = key(gt=0)                         # Adam rate of the estimators
-    updates: int = key(ge=1)                      # estimator updates per training step (before the main update)
+    updates: int = key(ge=1, le=MAX_DEPTH)        # estimator updates per training step (before the main update)
 
 
 @dataclass(frozen=True)
@@ -412,15 +433,15 @@ class VQMIVC(Section):
 @dataclass(frozen=True)
 class Generator(Section):
     head: Literal["waveform", "istft"] = key()    # waveform: tanh samples; istft: a predicted spectrum, inverted
-    ngf: int = key(ge=1)
-    n_residual: int = key(ge=0)
-    frame_blocks: int = key(ge=0)                 # residual blocks at the frame rate, before any upsampling
+    ngf: int = key(ge=1, le=MAX_WIDTH)
+    n_residual: int = key(ge=0, le=MAX_GEOMETRIC)
+    frame_blocks: int = key(ge=0, le=MAX_DEPTH)   # residual blocks at the frame rate, before any upsampling
     frame_block: Literal["residual", "convnext"] = key()  # MelGAN's residual block or a normalised ConvNeXt block
-    ratios: list[int] = key(ge=1)                 # upsampling; they multiply to the hop (istft: hop / istft_hop)
-    istft_fft: int = key(ge=2)                    # the istft head's FFT size (unused by the waveform head)
-    istft_hop: int = key(ge=1)                    # the istft head's hop in samples (unused by the waveform head)
+    ratios: list[int] = key(ge=1, le=MAX_SAMPLES)  # upsampling; they multiply to the hop (istft: hop / istft_hop)
+    istft_fft: int = key(ge=2, le=MAX_SAMPLES)    # the istft head's FFT size (unused by the waveform head)
+    istft_hop: int = key(ge=1, le=MAX_SAMPLES)    # the istft head's hop in samples (unused by the waveform head)
     mel_anchor: bool = key()                      # istft head: log-magnitude = the input mel's pseudo-inverse + a residual
-    speaker_dim: int = key(ge=1)
+    speaker_dim: int = key(ge=1, le=MAX_WIDTH)
 
     def check(self, where):
         if self.head == "waveform" and not self.ratios:
@@ -429,22 +450,25 @@ class Generator(Section):
             raise _bad(f"{where}.istft_fft", self.istft_fft, f"an even size of at least istft_hop ({self.istft_hop})")
         if self.mel_anchor and self.head != "istft":
             raise _bad(f"{where}.mel_anchor", self.mel_anchor, "false unless head is istft")
+        if self.ngf << len(self.ratios) > MAX_WIDTH:      # each upsampling halves the channels
+            raise _bad(f"{where}.ngf", self.ngf, f"ngf x 2 ** len(ratios) = {self.ngf << len(self.ratios)} "
+                                                 f"channels at most {MAX_WIDTH}")
 
 
 @dataclass(frozen=True)
 class Discriminator(Section):
-    scales: int = key(ge=1)
-    ndf: int = key(ge=1)
-    layers: int = key(ge=1)
-    downsample: int = key(ge=2)
-    max_channels: int = key(ge=1)
+    scales: int = key(ge=1, le=MAX_GEOMETRIC)
+    ndf: int = key(ge=1, le=MAX_WIDTH)
+    layers: int = key(ge=1, le=MAX_DEPTH)
+    downsample: int = key(ge=2, le=64)
+    max_channels: int = key(ge=1, le=MAX_WIDTH)
 
 
 @dataclass(frozen=True)
 class GANLoss(Section):
     mel: float = key(ge=0)
     stft: float = key(ge=0)
-    stft_resolutions: list[list[int]] = key(ge=1, min_items=1)
+    stft_resolutions: list[list[int]] = key(ge=1, min_items=1, le=MAX_SAMPLES)
     adversarial: float = key(ge=0)
     feature_matching: float = key(ge=0)
     vqvae: float = key(ge=0)                      # the unit system's own losses, when it trains with the vocoder
@@ -461,22 +485,22 @@ class GANTrain(Section):
     vqvae_lr: float = key(gt=0)                   # the unit system's learning rate when it trains with the vocoder
     input_mels: Literal["vqvae", "ground_truth"] = key()
     speakers: Literal["targets", "all"] = key()   # targets: the target voices; all: every training speaker
-    steps: int = key(ge=1)
-    warmup_steps: int = key(ge=0)
-    batch_size: int = key(ge=1)
-    segment_frames: int = key(ge=1)
+    steps: int = key(ge=1, le=MAX_STEPS)
+    warmup_steps: int = key(ge=0, le=MAX_STEPS)
+    batch_size: int = key(ge=1, le=MAX_BATCH)
+    segment_frames: int = key(ge=1, le=MAX_FRAMES)
     lr_warmup: float = key(gt=0)
     lr_generator: float = key(gt=0)
     lr_discriminator: float = key(gt=0)
     lr_end: float = key(gt=0, le=1)               # the generator's rate at the last step, as a fraction of its phase's rate
     ema: float = key(ge=0, lt=1)                  # decay of the generator's weight average used for inference (0 = none)
     betas: list[float] = key(ge=0, lt=1, length=2)
-    checkpoint_every: int = key(ge=1)
-    log_every: int = key(ge=1)
-    validate_every: int = key(ge=0)
-    val_utterances: int = key(ge=0)
-    num_samples: int = key(ge=0)
-    sample_frames: int = key(ge=1)
+    checkpoint_every: int = key(ge=1, le=MAX_STEPS)
+    log_every: int = key(ge=1, le=MAX_STEPS)
+    validate_every: int = key(ge=0, le=MAX_STEPS)
+    val_utterances: int = key(ge=0, le=MAX_COUNT)
+    num_samples: int = key(ge=0, le=MAX_COUNT)
+    sample_frames: int = key(ge=1, le=MAX_FRAMES)
 
 
 @dataclass(frozen=True)
@@ -504,7 +528,7 @@ class Submission(Section):
     system_description: str = key()
     auxiliary: bool = key()
     vocoder: Literal["melgan", "griffinlim"] = key()
-    jobs: int = key(ge=0)                         # encoder processes; 0 = as many as the CPUs allow
+    jobs: int = key(ge=0, le=MAX_THREADS)         # encoder processes; 0 = as many as the CPUs allow
     zip_level: int = key(ge=0, le=9)
 
     def check(self, where):
@@ -516,15 +540,15 @@ class Submission(Section):
 @dataclass(frozen=True)
 class Speech(Section):
     enabled: bool = key()
-    max_lines: int = key(ge=0)
-    voice_utts: int = key(ge=1)
+    max_lines: int = key(ge=0, le=MAX_COUNT)
+    voice_utts: int = key(ge=1, le=MAX_COUNT)
     measures: list[Literal["similarity", "asr", "mcd", "dnsmos"]] = key(min_items=1)
-    one_shot_trials: int = key(ge=0)              # one-shot conversions scored (vqmivc runs; 0 = none)
+    one_shot_trials: int = key(ge=0, le=MAX_COUNT)  # one-shot conversions scored (vqmivc runs; 0 = none)
 
 
 @dataclass(frozen=True)
 class Evaluate(Section):
-    jobs: int = key(ge=0)                         # ABX threads / speech processes; 0 = as many as the CPUs allow
+    jobs: int = key(ge=0, le=MAX_THREADS)         # ABX threads / speech processes; 0 = as many as the CPUs allow
     item_kind: Literal["excerpt", "long"] = key()
     distances: list[Literal["cosine", "KL", "levenshtein"]] = key(min_items=1)
     baselines: bool = key()
@@ -534,7 +558,7 @@ class Evaluate(Section):
 @dataclass(frozen=True)
 class Config(Section):
     name: str = key()
-    seed: int = key(ge=0)
+    seed: int = key(ge=0, le=MAX_SEED)
     system: Literal["vqvae2", "vqmivc"] = key()   # the unit system train-vqvae trains
     runtime: Runtime = key()
     features: Features = key()
@@ -558,15 +582,29 @@ class Config(Section):
 
 
 # ============================================================================ loading
+class _Refused(yaml.YAMLError):
+    """YAML that parses but that no config may hold: aliases, too deep, a number too long."""
+
+
 class _NoAliasLoader(yaml.SafeLoader):
-    """Safe YAML without anchors and aliases: a config is small, and aliases are how a tiny
-    file expands into a huge structure."""
+    """Safe YAML without anchors and aliases, nested at most ``MAX_YAML_DEPTH`` levels: a config
+    is small, aliases are how a tiny file expands into a huge structure, and the composer
+    recurses once a level (20,000 levels ended in a RecursionError)."""
+
+    depth = 0
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise yaml.YAMLError(f"YAML aliases are not allowed in configs (line {event.start_mark.line + 1})")
-        return super().compose_node(parent, index)
+            raise _Refused(f"YAML aliases are not allowed in configs (line {event.start_mark.line + 1})")
+        if self.depth >= MAX_YAML_DEPTH:
+            raise _Refused(f"nested too deeply: more than {MAX_YAML_DEPTH} levels "
+                           f"(line {self.peek_event().start_mark.line + 1})")
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 # YAML 1.1 reads 1e-3, 1e6 and 1.0e6 as strings (its floats need a dot and a signed exponent), so
@@ -587,6 +625,16 @@ def preset_path(preset: str | os.PathLike) -> Path:
     return path
 
 
+def parse_yaml(text: str) -> Any:
+    """Plain data from config YAML (safe, no aliases, bounded depth); yaml.YAMLError when it is
+    not, ``_Refused`` for what no config may hold (an integer of more than 4300 digits: Python
+    refuses to convert it)."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)
+    except ValueError as exc:
+        raise _Refused(" ".join(str(exc).split(";")[0].split())) from None
+
+
 def read_yaml_file(path: Path) -> Any:
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise UserError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MB; not a config")
@@ -595,11 +643,9 @@ def read_yaml_file(path: Path) -> Any:
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
-        return yaml.load(text, Loader=_NoAliasLoader)
+        return parse_yaml(text)
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: malformed YAML ({' '.join(str(exc).split())[:200]})") from None
-    except RecursionError:
-        raise UserError(f"{path}: malformed YAML (nested too deeply)") from None
 
 
 def load_config(preset: str | os.PathLike = "demo", overrides: Iterable[str] = ()) -> Config:
@@ -625,15 +671,29 @@ def apply_overrides(config: dict, overrides: Iterable[str]) -> dict:
             node = node[part]
         if not isinstance(node, dict) or parts[-1] not in node:
             raise UserError(f"override {item!r}: unknown key {dotted.strip()!r}")
-        try:
-            value = yaml.load(raw, Loader=_NoAliasLoader) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise UserError(f"override {dotted.strip()}: a value of {len(raw)} characters; a config holds at "
+                            f"most {MAX_CONFIG_BYTES >> 20} MB")
+        value = _override_value(dotted.strip(), raw)
         if isinstance(node[parts[-1]], dict) and not isinstance(value, dict):
             raise UserError(f"override {item!r}: {dotted.strip()!r} is a section; set one of its keys "
                             f"({', '.join(node[parts[-1]])})")
         node[parts[-1]] = value
     return config
+
+
+def _override_value(key: str, raw: str) -> Any:
+    """An override's value parsed as YAML; text that is not YAML stays text (``author=[Ada``),
+    but YAML no config may hold (aliases, too deep, a number too long) is refused, naming only
+    the key: the value itself may be megabytes."""
+    if not raw.strip():
+        return ""
+    try:
+        return parse_yaml(raw)
+    except _Refused as exc:
+        raise UserError(f"override {key}: {' '.join(str(exc).split())[:200]}") from None
+    except yaml.YAMLError:
+        return raw
 
 
 def config_from_checkpoint(data: Any, where: str | os.PathLike) -> Config:

@@ -161,3 +161,25 @@ def output_lock(path: str | os.PathLike, what: str = "run") -> Iterator[None]:
         yield
     finally:
         handle.close()
+
+
+def read_text_lines(path: str | os.PathLike, what: str) -> list[str]:
+    """The lines of a text file a user gives (a synthesis list, an ABX item file, a phone
+    alignment), split at newlines only so that ``n`` in a ``{path}:{n}:`` message is the line an
+    editor shows (a CRLF file reads as LF). Such files are UTF-8: a Latin-1 byte, or a file that
+    cannot be read, is one UserError naming the file (and the line), not a UnicodeDecodeError."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read this {what} ({exc.strerror or exc.__class__.__name__})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the {what} as UTF-8") \
+            from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]

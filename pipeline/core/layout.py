@@ -56,6 +56,11 @@ class RunLayout:
         return self.checkpoint("melgan_universal")
 
     @property
+    def checkpoints(self) -> list[Path]:
+        """Every trained model of the run (the ones that exist or not)."""
+        return [self.vqvae_checkpoint, self.melgan_checkpoint, self.universal_melgan_checkpoint]
+
+    @property
     def submission_dir(self) -> Path:
         return self.root / "submission"
 

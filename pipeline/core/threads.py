@@ -22,6 +22,10 @@ import time
 from pipeline.core.errors import UserError
 
 THREADS_ENV = "ZS2020_THREADS"
+# The most threads or worker processes a request may ask for: far more than any machine has
+# cores, far fewer than the kernel and OpenMP can start (runtime.threads=100000 killed the
+# process with a segmentation fault).
+MAX_THREADS = 1024
 # Work kinds and the smallest per-step size (multiply-accumulates) at which a second intra-op
 # thread started paying off in `benchmarks/bench_contention.py` (idle and loaded together).
 _MIN_MACS_PER_THREAD = 2.0e9
@@ -38,13 +42,21 @@ def cpus_available() -> int:
 def explicit_threads(requested: int | None = None) -> int | None:
     """The thread count the user asked for, if any (argument, then ZS2020_THREADS)."""
     if requested:
-        return int(requested)
+        return bounded(int(requested), "threads")
     env = os.environ.get(THREADS_ENV, "").strip()
     if env:
         if not env.isdigit() or int(env) < 1:
             raise UserError(f"{THREADS_ENV}={env!r}: expected a positive integer")
-        return int(env)
+        return bounded(int(env), f"threads ({THREADS_ENV})")
     return None
+
+
+def bounded(count: int, what: str) -> int:
+    """A requested number of threads or processes, refused past ``MAX_THREADS``."""
+    if count > MAX_THREADS:
+        raise UserError(f"{count} {what} requested; at most {MAX_THREADS} "
+                        f"(this machine has {cpus_available()} CPUs)")
+    return count
 
 
 class CpuMeter:
@@ -110,5 +122,5 @@ def worker_threads(workers: int) -> int:
 
 def pool_size(requested: int | None, tasks: int) -> int:
     """Worker processes for ``tasks`` independent tasks: the request, else one per CPU."""
-    size = int(requested) if requested else cpus_available()
+    size = bounded(int(requested), "worker processes or threads") if requested else cpus_available()
     return max(1, min(size, tasks))

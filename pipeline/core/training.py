@@ -9,6 +9,11 @@ A trainer supplies models, optimizers and two callables:
 The loop handles resume (from ``<run_dir>/checkpoint.pt`` when the fingerprint matches),
 per-step seeding, periodic checkpoints, held-out validation, a progress bar, ``history.jsonl``
 and loss-curve PNGs. Only rank 0 writes files when launched with torchrun.
+
+Divergence stops a run with one ``UserError`` naming the step, the reason and the last good
+checkpoint, which stays untouched: a metric that is not finite or above ``MAX_LOSS``
+(``check_metrics``), weights about to be saved that are not finite, or a trainer's own
+``Diverged`` (e.g. a vocoder whose output is saturated or silent).
 """
 from __future__ import annotations
 
@@ -30,6 +35,27 @@ from pipeline.core.layout import checkpoint_in
 from pipeline.core.runtime import ThreadGovernor, distributed, step_seed
 from pipeline.core.stamp import fingerprint, is_up_to_date, write_stamp
 
+# No metric of a healthy step comes near this: the objectives are L1 distances of log10-mels,
+# InfoNCE and hinge terms (MelGAN's weighted generator loss starts near 60, the VQ-VAE-2's near 3),
+# the rest perplexities and code counts. A loss beyond it means exploding weights, a few steps
+# before they overflow to NaN.
+MAX_LOSS = 1e6
+
+
+class Diverged(Exception):
+    """A step (or the models about to be saved) went bad; ``TrainLoop.fit`` turns the reason into
+    one ``UserError`` naming the step and the last good checkpoint."""
+
+
+def check_metrics(metrics: dict) -> None:
+    """Raise ``Diverged`` for a step metric that is not finite or beyond ``MAX_LOSS``."""
+    for name, value in metrics.items():
+        value = float(value)
+        if not math.isfinite(value):
+            raise Diverged(f"{name} is {value}")
+        if abs(value) > MAX_LOSS:
+            raise Diverged(f"{name} is {value:.3g}, beyond {MAX_LOSS:g}")
+
 
 @dataclass
 class TrainLoop:
@@ -50,12 +76,15 @@ class TrainLoop:
     rank: int = 0
     # Called after each checkpoint save, with the step (e.g. to write audio samples and PNGs).
     on_checkpoint: Callable[[int], None] | None = None
-    # Called before each checkpoint save, with the step (e.g. to refresh ``meta`` from the model).
+    # Called before each checkpoint save, with the step (e.g. to refresh ``meta`` from the model, or
+    # to raise ``Diverged`` when the model about to be saved makes garbage).
     before_save: Callable[[int], None] | None = None
     # Curves to plot: groups of metric names, one panel each.
     plot_groups: list[list[str]] = field(default_factory=list)
     # Keeps torch's thread count right for the machine's load (None: leave it alone).
     governor: ThreadGovernor | None = None
+    # The step of the checkpoint this run last saved or resumed from (None: none yet).
+    saved_step: int | None = None
 
     def __post_init__(self):
         self.run_dir = Path(self.run_dir)
@@ -95,7 +124,7 @@ class TrainLoop:
         for name, opt in self.optimizers.items():
             if name in ckpt["optimizers"]:
                 opt.load_state_dict(ckpt["optimizers"][name])
-        self.step = ckpt["step"]
+        self.step = self.saved_step = ckpt["step"]
         self.history = list(ckpt["history"])
         return True
 
@@ -125,35 +154,48 @@ class TrainLoop:
             while self.step < self.total_steps:
                 if self.governor is not None:
                     self.governor.tick()
-                seed = step_seed(self.seed, self.step)
-                torch.manual_seed(seed)
-                gen = torch.Generator().manual_seed(seed)
-                metrics = step_fn(batch_fn(self.step, gen), self.step)
-                bad = [k for k, v in metrics.items() if not math.isfinite(float(v))]
-                if bad:
-                    raise UserError(f"training diverged at step {self.step + 1}: {bad[0]} is {metrics[bad[0]]} "
-                                    f"(lower the learning rate or set a gradient clip); the last good "
-                                    f"checkpoint is kept")
-                self.step += 1
-                for k, v in metrics.items():
-                    running[k] = running.get(k, 0.0) + float(v)
-                count = self.step % self.log_every or self.log_every
-                if self.step % self.log_every == 0 or self.step == self.total_steps:
-                    row = {"step": self.step, **{k: v / count for k, v in running.items()}}
-                    running.clear()
-                    if validate_fn is not None and self.validate_every and (
-                            self.step % self.validate_every == 0 or self.step == self.total_steps):
-                        row.update({f"val_{k}": v for k, v in self._validate(validate_fn).items()})
-                    self.history.append(row)
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "step"}, refresh=False)
-                bar.update(1)
-                if self.step % self.checkpoint_every == 0 or self.step == self.total_steps:
-                    self.save()
+                taking = self.step + 1
+                try:
+                    self._step(batch_fn, step_fn, validate_fn, running, bar)
+                except Diverged as exc:
+                    raise self.diverged(str(exc), taking) from None
         finally:
             bar.close()
         if self.rank == 0:
             write_stamp(self.checkpoint_path, self.done_fingerprint, steps=self.step)
         return self.history
+
+    def _step(self, batch_fn: Callable, step_fn: Callable, validate_fn: Callable | None, running: dict,
+              bar: tqdm) -> None:
+        """One step: update, log, validate and checkpoint when due."""
+        seed = step_seed(self.seed, self.step)
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        metrics = step_fn(batch_fn(self.step, gen), self.step)
+        check_metrics(metrics)
+        self.step += 1
+        for k, v in metrics.items():
+            running[k] = running.get(k, 0.0) + float(v)
+        count = self.step % self.log_every or self.log_every
+        if self.step % self.log_every == 0 or self.step == self.total_steps:
+            row = {"step": self.step, **{k: v / count for k, v in running.items()}}
+            running.clear()
+            if validate_fn is not None and self.validate_every and (
+                    self.step % self.validate_every == 0 or self.step == self.total_steps):
+                scores = {f"val_{k}": v for k, v in self._validate(validate_fn).items()}
+                check_metrics(scores)
+                row.update(scores)
+            self.history.append(row)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "step"}, refresh=False)
+        bar.update(1)
+        if self.step % self.checkpoint_every == 0 or self.step == self.total_steps:
+            self.save()
+
+    def diverged(self, reason: str, step: int) -> UserError:
+        """The one line a run that diverged at ``step`` ends with."""
+        kept = (f"last good checkpoint: {self.checkpoint_path} at step {self.saved_step}"
+                if self.saved_step is not None else "no checkpoint of this run was saved")
+        return UserError(f"training diverged at step {step}: {reason} ({kept}; lower the learning rate)")
 
     def _validate(self, validate_fn: Callable) -> dict:
         for m in self.models.values():
@@ -166,17 +208,19 @@ class TrainLoop:
 
     # ---------------------------------------------------------------- outputs
     def save(self) -> None:
+        """Write the checkpoint, history and curves; raises ``Diverged`` (nothing written) when
+        the weights are not finite or ``before_save`` finds the models broken."""
         if self.rank != 0:
             return
         if self.before_save is not None:
             self.before_save(self.step)
         for name, model in self.models.items():
             if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-                raise UserError(f"training diverged by step {self.step}: the {name} weights are not finite "
-                                f"(lower the learning rate or set a gradient clip); the last good checkpoint is kept")
+                raise Diverged(f"the {name} weights are not finite")
         save_checkpoint(self.checkpoint_path, kind=self.kind, config=self.config, fingerprint=self.fingerprint,
                         step=self.step, models=self.models, optimizers=self.optimizers, meta=self.meta,
                         history=self.history)
+        self.saved_step = self.step
         write_text_atomic(self.run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
         if self.plot_groups:
             plot_curves(self.history, self.plot_groups, self.run_dir / "curves.png", title=self.kind)

@@ -27,6 +27,7 @@ from pipeline.contract.filelists import format_filelists
 from pipeline.contract.names import SAMPLE_RATE
 from pipeline.core.errors import UserError
 from pipeline.core.io import atomic_dir
+from pipeline.core.outputs import claim_folder, write_marker
 from pipeline.core.pool import parallel_map
 from pipeline.core.stamp import fingerprint
 from pipeline.corpus import excerpts as corpus_abx
@@ -91,15 +92,6 @@ def is_up_to_date(out_dir: str | os.PathLike, scale="demo") -> bool:
     return fingerprint("corpus", manifest.get("version"), manifest.get("scale")) == build_fingerprint(scale)
 
 
-def _refuse_foreign_folder(out_dir: Path) -> None:
-    """The build replaces OUT whole: never do that to a folder this generator did not make."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir} exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and _read_manifest(out_dir) is None:
-        raise UserError(f"{out_dir} is not empty and holds no demo corpus ({MANIFEST} missing): "
-                        "choose a new or empty folder, it would be replaced")
-
-
 def _synthesize(plan, lang_dir: Path, jobs: int) -> tuple[dict[str, tuple[int, list[Phone]]], float]:
     """Render every job; returns {key: (n samples, phones)} and the workers' CPU seconds."""
     chunks = plan.chunks()
@@ -160,7 +152,7 @@ def build_corpus(out_dir: str | os.PathLike, scale="demo", jobs: int = 2, force:
     plan = make_plan(scale)
     if not force and is_up_to_date(out_dir, scale):
         return out_dir
-    _refuse_foreign_folder(out_dir)
+    claim_folder(out_dir, "corpus", replaces=True)
     check_engines(plan.voices.values())
     with atomic_dir(out_dir) as tmp:
         lang_dir = tmp / "2019" / LANGUAGE
@@ -185,6 +177,7 @@ def build_corpus(out_dir: str | os.PathLike, scale="demo", jobs: int = 2, force:
                                                   encoding="utf-8")
         manifest = _manifest(plan, results, excerpt_lengths, len(named))
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        write_marker(tmp, "corpus")
     if stats is not None:
         stats.update(built=True, wall_seconds=time.perf_counter() - start_wall,
                      cpu_seconds=worker_cpu + time.process_time() - start_cpu)

@@ -33,7 +33,9 @@ from pipeline.contract.reader import EntryError, SubmissionTree, open_submission
 from pipeline.contract.unitfile import UnitFileError, parse_units
 from pipeline.core.config import Config
 from pipeline.core.errors import UserError
-from pipeline.core.io import atomic_dir, check_output_path, output_lock
+from pipeline.core.io import atomic_dir, output_lock
+from pipeline.core.layout import RunLayout
+from pipeline.core.outputs import Input, claim_folder, write_marker
 from pipeline.core.stamp import fingerprint, is_up_to_date, write_stamp
 from pipeline.core.threads import pool_size
 from pipeline.evaluation import abx as abxlib
@@ -261,7 +263,9 @@ def evaluate_submission(submission: str | Path, dataset_root: str | Path, out: s
     scores (the content of scores.json)."""
     settings = EvaluationSettings.resolve(config, **settings)
     submission, out = Path(submission), Path(out)
-    check_output_path(out)
+    claim_folder(out, "evaluate", [Input("the submission", submission), Input("--dataset", dataset_root),
+                                   Input("--run", run, holds_outputs=True), Input("--lists", settings.lists_dir),
+                                   *(Input("checkpoint", path) for path in (RunLayout.of(run).checkpoints if run else []))], replaces=True)
     abxlib.set_jobs(settings.jobs)
     spec = feature_spec(config)
     languages = Dataset.languages(dataset_root)
@@ -322,5 +326,6 @@ def evaluate_submission(submission: str | Path, dataset_root: str | Path, out: s
                 (tmp / "one_shot" / language).mkdir(parents=True, exist_ok=True)
                 for name, data in wavs.items():
                     (tmp / "one_shot" / language / name).write_bytes(data)
+            write_marker(tmp, "evaluate")
         write_stamp(out, fp)
     return json.loads(text)

@@ -10,6 +10,7 @@ from pipeline.contract.dataset import Dataset
 from pipeline.core.audio import read_wav, write_wav
 from pipeline.core.errors import UserError
 from pipeline.core.io import check_output_path
+from pipeline.core.outputs import Input, claim_folder, refuse_overlap
 from pipeline.core.layout import RunLayout
 from pipeline.core.runtime import set_threads
 from pipeline.core.threads import pool_size
@@ -79,9 +80,15 @@ def convert_command(run, vqvae, melgan, vocoder, source, target, reference, data
         raise UserError("--source needs exactly one of --target VOICE or --reference WAV")
     if reference is not None and dataset is not None:
         raise UserError("--reference works with --source (one wav), not with --dataset")
-    check_output_path(out, "file" if source is not None else "folder")
     given_melgan = melgan
     vqvae, melgan = resolve_checkpoints(run, vqvae, melgan, vocoder)
+    inputs = [Input("--run", run, holds_outputs=True), Input("--vqvae", vqvae), Input("--melgan", melgan),
+              Input("--source", source), Input("--reference", reference), Input("--dataset", dataset)]
+    if source is not None:
+        check_output_path(out, "file")
+        refuse_overlap(out, inputs)
+    else:
+        claim_folder(out, "convert", inputs)
     note = None
     if reference is not None and vocoder == "melgan" and given_melgan is None:
         melgan, note = one_shot_vocoder(run, melgan)
@@ -92,7 +99,7 @@ def convert_command(run, vqvae, melgan, vocoder, source, target, reference, data
         if reference is not None:
             voice = converter.reference_voice(read_wav(reference, converter.spec.sample_rate), str(reference))
         audio = read_wav(source, converter.spec.sample_rate)
-        write_wav(out, converter.convert(audio, target, voice), converter.spec.sample_rate)
+        write_wav(out, converter.convert(audio, target, voice, name=str(source)), converter.spec.sample_rate)
         if note:
             click.echo(note, err=True)
         click.echo(f"wrote {out} ({target or f'the voice of {reference}'}, "

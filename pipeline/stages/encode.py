@@ -10,7 +10,7 @@ from pipeline.contract.dataset import Dataset, wav_files
 from pipeline.contract.names import ALL_SPLITS, LANGUAGES
 from pipeline.contract.unitfile import write_units
 from pipeline.core.errors import UserError
-from pipeline.core.io import check_output_path
+from pipeline.core.outputs import Input, claim_folder
 from pipeline.core.stamp import StampBook, file_identity, fingerprint
 from pipeline.core.threads import pool_size
 from pipeline.systems.encoding import encode_wavs, write_units_npz
@@ -46,6 +46,10 @@ def _sources(wavs, folder, dataset_root, split, language) -> list[tuple[str, Pat
 def write_encoding(out_dir: str, fmt: str, stem: str, units: Units) -> str:
     """npz: every Units array; txt: the bottom code vectors in the ZeroSpeech unit format."""
     path = Path(out_dir) / f"{stem}.{fmt}"
+    if not (path.parent / StampBook.NAME).is_file():
+        # The stamp book marks OUT as this stage's folder from the first file on, so a run that
+        # is interrupted can be rerun on it (pipeline.core.outputs).
+        StampBook(out_dir).save()
     if fmt == "npz":
         write_units_npz(path, units)
     else:
@@ -86,7 +90,8 @@ def encode_command(checkpoint, wavs, folder, dataset_root, split, language, out_
         raise UserError(f"{checkpoint}: no such checkpoint")
     # OUT itself is made by the first write, once the checkpoint has loaded: a refused
     # checkpoint or input leaves nothing behind.
-    check_output_path(out_dir)
+    claim_folder(out_dir, "encode", [Input("--checkpoint", checkpoint), Input("--folder", folder),
+                                     Input("--dataset", dataset_root), *(Input("--wav", w) for w in wavs)])
     stamps = StampBook(out_dir)
     model_id = file_identity(checkpoint)
     wanted = []

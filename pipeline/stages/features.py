@@ -4,7 +4,6 @@ from __future__ import annotations
 import click
 
 from pipeline.contract.names import LANGUAGES
-from pipeline.core.io import check_output_path
 from pipeline.features import FeatureStore, dump_features
 from pipeline.stages.options import (config_option, dataset_option, force_option, out_dir_option, overrides_argument,
                                      quiet_option, training_config)
@@ -27,7 +26,6 @@ def features_command(dataset_root, out_dir, preset, language, jobs, force, quiet
     is up to date (same spec, same wavs) is skipped.
     """
     config = training_config(preset, overrides)
-    check_output_path(out_dir)
     languages = None if language == "all" else [language]
     for path in dump_features(dataset_root, out_dir, config, jobs=jobs, force=force, languages=languages,
                               progress=not quiet, log=click.echo):

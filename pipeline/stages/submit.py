@@ -17,7 +17,8 @@ import click
 from pipeline.contract.names import LANGUAGES
 from pipeline.core.config import Config
 from pipeline.core.errors import UserError
-from pipeline.core.io import check_output_path, file_digest, output_lock
+from pipeline.core.io import file_digest, output_lock
+from pipeline.core.outputs import Input, claim_file, claim_folder, write_marker
 from pipeline.core.layout import RunLayout
 from pipeline.core.stamp import fingerprint, is_up_to_date, read_stamp, write_stamp
 from pipeline.core.threads import pool_size
@@ -72,16 +73,23 @@ def make_submission(dataset_root: str | os.PathLike, run_dir: str | os.PathLike,
         raise UserError(f"unknown vocoder {vocoder!r}: use one of {', '.join(VOCODERS)}")
     zip_path = (Path(zip_path) if zip_path else out_dir.with_name(out_dir.name + ".zip")) if make_zip else None
     checkpoints = [layout.vqvae_checkpoint] + ([layout.melgan_checkpoint] if vocoder == "melgan" else [])
+    inputs = [Input("--dataset", dataset_root), Input("--run", run_dir, holds_outputs=True),
+              Input("--filelists", filelists), *(Input("checkpoint", path) for path in checkpoints)]
     for path in checkpoints:
         if not path.is_file():
             raise UserError(f"{path}: no such checkpoint (train it first: make vqvae melgan, "
                             f"or use --vocoder griffinlim without a MelGAN)")
     plans = plan_languages(dataset_root, filelists)
+    claim_folder(out_dir, "submit", inputs, replaces=True)
+    if zip_path is not None:
+        claim_file(zip_path, "a submission zip", [*inputs, Input("--out", out_dir)], option="--zip",
+                   owned=bool(read_stamp(zip_path)))
     fp = inputs_fingerprint(plans, checkpoints, config, vocoder)
     with output_lock(out_dir, "submit run"):
         rebuild = force or not is_up_to_date(out_dir, fp)
         if rebuild:
             counts = _build(out_dir, plans, layout, config, vocoder, jobs, progress)
+            write_marker(out_dir, "submit")
             write_stamp(out_dir, fp, counts=counts)
         counts = read_stamp(out_dir).get("counts", {})
         zipped = False
@@ -159,7 +167,6 @@ def submit_command(dataset, run_dir, out_dir, zip_path, no_zip, preset, filelist
         --filelists zerospeech2020/share/2019
     """
     config = run_config(run_dir, preset, overrides)
-    check_output_path(out_dir)
     result = make_submission(dataset, run_dir, out_dir, config, zip_path=zip_path, make_zip=not no_zip,
                              filelists=filelists, vocoder=vocoder, force=force, jobs=jobs, progress=not quiet)
     summary = ", ".join(f"{lang}: {c.get('units', 0)} unit files, {c.get('wavs', 0)} wavs"

@@ -22,6 +22,7 @@ from pipeline.contract.names import ALL_SPLITS, LANGUAGES
 from pipeline.core.audio import write_wav
 from pipeline.core.errors import UserError
 from pipeline.core.layout import RunLayout
+from pipeline.core.outputs import Input, claim_folder, is_own_folder, write_marker
 from pipeline.core.runtime import set_threads
 from pipeline.features import logmel
 from pipeline.systems.converter import Converter
@@ -118,11 +119,20 @@ def load_unit_set(opts: dict, default_splits: str) -> UnitSet:
 
 
 def _out_dir(opts: dict) -> Path:
+    """The PNG folder, claimed and marked as this tool's (called once the pictures are ready)."""
     if opts.get("out"):
-        return Path(opts["out"])
-    if opts["run"]:
-        return RunLayout.of(opts["run"]).units_report_dir
-    return Path("units_report")
+        out = Path(opts["out"])
+    elif opts["run"]:
+        out = RunLayout.of(opts["run"]).units_report_dir
+    else:
+        out = Path("units_report")
+    inputs = [Input("--run", opts["run"], holds_outputs=True), Input("--encoded", opts.get("encoded")),
+              Input("--dataset", opts.get("dataset"))]
+    claim_folder(out, "units", inputs)
+    out.mkdir(parents=True, exist_ok=True)
+    if not is_own_folder(out, "units"):
+        write_marker(out, "units")
+    return out
 
 
 def source_options(default_splits: str, with_out: bool = True):

@@ -24,8 +24,8 @@ def validate_command(submission, dataset, filelists, jobs, quiet):
     Enforces every rule of the official zerospeech2020-validate (layout, metadata, code folder,
     auxiliary folders, required files) plus checks it lacks, tagged "[stricter than official]":
     unit-file format (single spaces, plain finite numbers, constant column count >= 2 within a
-    file and across files), wavs (readable, complete, 16 kHz, mono, 16-bit PCM, non-empty),
-    symlinks and unsafe zips (absolute or ../ paths, links, encryption, unknown compression,
+    file and across files), wavs (readable, complete, a possible header, 16 kHz, mono, 16-bit
+    PCM, non-empty, neither silent nor saturated), symlinks and unsafe zips (absolute or ../ paths, links, encryption, unknown compression,
     bombs). A zip is read in place, never extracted. Without file lists (no --dataset or
     --filelists) file presence cannot be checked and the verdict says so. Up to 20 problems are
     listed per section. Exit status 0 when valid, 1 otherwise.

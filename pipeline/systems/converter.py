@@ -12,7 +12,7 @@ import torch
 
 from models.logmel import FeatureSpec
 from pipeline.contract.dataset import Dataset, SynthesisLine, speaker_key
-from pipeline.core.audio import loudness_normalize, read_wav, write_wav
+from pipeline.core.audio import broken_audio, loudness_normalize, read_wav, write_wav
 from pipeline.core.errors import UserError
 from pipeline.core.pool import parallel_map
 from pipeline.core.runtime import pick_device, set_threads
@@ -81,9 +81,11 @@ class Converter:
                             f"voice (train a universal one: melgan.train.speakers=all speaker_conditioned=false)")
         return self.vqvae.reference_embedding(audio, name)
 
-    def convert(self, audio: np.ndarray, target: str | None = None, reference: np.ndarray | None = None) -> np.ndarray:
+    def convert(self, audio: np.ndarray, target: str | None = None, reference: np.ndarray | None = None,
+                name: str = "the audio") -> np.ndarray:
         """16 kHz float audio -> the same content in the target voice (a name) or in the voice of
-        ``reference`` (an embedding from ``reference_voice``), same number of samples."""
+        ``reference`` (an embedding from ``reference_voice``), same number of samples. ``name``
+        (the utterance) is what an error names."""
         if (target is None) == (reference is None):
             raise UserError("give exactly one of a target voice or a reference voice")
         if target is not None:
@@ -93,12 +95,18 @@ class Converter:
             raise UserError("cannot convert empty audio")
         units = self.vqvae.encode_source(audio)
         mel = torch.as_tensor(self.vqvae.decode_units(units, target if target is not None else reference))
-        return self._render(mel, target, len(audio))
+        return self._render(mel, target, len(audio), name)
 
-    def _render(self, mel: torch.Tensor, target: str | None, num_samples: int) -> np.ndarray:
-        """Target-voice mel -> loudness-normalised audio of ``num_samples`` samples."""
-        wav = self.vocoder(mel, target)
-        return loudness_normalize(wav[:num_samples], self.loudness_dbfs)
+    def _render(self, mel: torch.Tensor, target: str | None, num_samples: int, name: str = "the units") -> np.ndarray:
+        """Target-voice mel -> loudness-normalised audio of ``num_samples`` samples. A garbage
+        vocoder output is refused here, before normalisation would amplify a dead vocoder's
+        floor noise into a plausible-looking wav."""
+        wav = self.vocoder(mel, target)[:num_samples]
+        reason = broken_audio(wav)
+        if reason is not None:
+            raise UserError(f"{name}: the output of the vocoder {self.vocoder.path or self.vocoder.description} is "
+                            f"{reason}: a broken or diverged vocoder (retrain it)")
+        return loudness_normalize(wav, self.loudness_dbfs)
 
     def render_units(self, units, target: str) -> np.ndarray:
         """Any unit system's units -> audio in a known target voice (frames x hop samples)."""
@@ -132,7 +140,7 @@ def _load_converter(recipe: tuple) -> None:
 def _convert_line(task: tuple[str, str, int, str]) -> str:
     source, target, sample_rate, out = task
     converter: Converter = _WORKER["converter"]
-    write_wav(out, converter.convert(read_wav(source, sample_rate), target), sample_rate)
+    write_wav(out, converter.convert(read_wav(source, sample_rate), target, name=source), sample_rate)
     return out
 
 
@@ -150,6 +158,8 @@ def convert_synthesis(dataset: Dataset, out_dir: str | os.PathLike, converter: C
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamps = StampBook(out_dir)
+    if keep_stamps:
+        stamps.save()   # marks the folder as the convert stage's before the first wav (pipeline.core.outputs)
     tasks, fps = [], {}
     for line in lines:
         out = out_dir / line.output_name

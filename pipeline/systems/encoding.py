@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from pipeline.core.audio import read_wav
+from pipeline.core.config import MAX_CODES
 from pipeline.core.errors import UserError
 from pipeline.core.io import atomic_path
 from pipeline.core.pool import run_batches
@@ -73,4 +74,19 @@ def read_units_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise UserError(f"{path}: not an encoded-units npz ({' '.join(str(exc).split())[:100]})") from None
     if "bottom_ids" not in arrays:
         raise UserError(f"{path}: not an encoded-units npz with bottom_ids")
+    for name in (n for n in arrays if n.endswith("_ids")):
+        problem = _bad_ids(arrays[name])
+        if problem:
+            raise UserError(f"{path}: {name} {problem}; unit ids are integers from 0 to {MAX_CODES - 1}")
     return arrays
+
+
+def _bad_ids(ids: np.ndarray) -> str | None:
+    """Why an array cannot be unit ids (they index codebooks and histograms), or None."""
+    if ids.dtype.kind not in "iu":
+        return f"holds {ids.dtype} values"
+    if ids.size and ids.min() < 0:
+        return f"holds a negative id ({ids.min()})"
+    if ids.size and ids.max() >= MAX_CODES:
+        return f"holds the id {ids.max()}"
+    return None

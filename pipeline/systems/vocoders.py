@@ -22,7 +22,7 @@ class MelGANVocoder:
     """A trained generator loaded from a ``melgan`` checkpoint (weight norm folded away)."""
 
     def __init__(self, checkpoint: str | os.PathLike, device: torch.device):
-        ckpt = load_checkpoint(checkpoint, kind=KIND)
+        ckpt = load_checkpoint(checkpoint, kind=KIND, models=("generator",))
         meta = ckpt["meta"]
         self.path = Path(checkpoint)
         try:

@@ -269,7 +269,7 @@ def _frames(x: torch.Tensor) -> np.ndarray:
 def load_vqmivc(checkpoint: str | os.PathLike, device: str | torch.device = "cpu") -> VQMIVCSystem:
     """Rebuild the model from the checkpoint's own meta (never from the current presets)."""
     checkpoint = Path(checkpoint)
-    ckpt = load_checkpoint(checkpoint, kind=KIND)
+    ckpt = load_checkpoint(checkpoint, kind=KIND, models=("vqmivc",))
     meta = ckpt["meta"]
     try:
         model = VQMIVC(VQMIVCConfig(**meta["model"]))

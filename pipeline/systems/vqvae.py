@@ -242,5 +242,5 @@ def vqvae_from_parts(meta: dict, state: dict, config: dict, step: int, where: st
 
 def load_vqvae(checkpoint: str | os.PathLike, device: str | torch.device = "cpu") -> VQVAE:
     """Rebuild the model from the checkpoint's own meta (never from the current presets)."""
-    ckpt = load_checkpoint(checkpoint, kind=KIND)
+    ckpt = load_checkpoint(checkpoint, kind=KIND, models=("vqvae",))
     return vqvae_from_parts(ckpt["meta"], ckpt["models"]["vqvae"], ckpt["config"], ckpt["step"], checkpoint, device)

@@ -27,6 +27,11 @@ training (hinge + feature matching + spectral). A few utterances per voice are h
 validation (mel L1 of the vocoded whole utterance) and for the audio samples and spectrogram
 PNGs written under ``OUT/samples/`` at every checkpoint. Training resumes from
 ``OUT/checkpoint.pt`` when config and data match, and is skipped when already finished.
+
+Divergence: besides the losses (``pipeline.core.training``), a generator whose output is garbage
+(``pipeline.core.audio.broken_audio``; a too-high ``lr_generator`` drives it to full scale while
+every loss stays finite) stops the run, checked on each step's batch and, before each
+checkpoint, on the weights inference would use.
 """
 from __future__ import annotations
 
@@ -46,14 +51,15 @@ from models.melgan import Generator, MultiScaleDiscriminator, count_parameters
 from models.vqvae2 import VQVAE2
 from pipeline.contract.dataset import Dataset, speaker_key
 from pipeline.contract.names import TRAIN_SPLITS, VOICE_SPLITS
-from pipeline.core.audio import write_wav
+from pipeline.core.audio import broken_audio, write_wav
 from pipeline.core.config import VQVAE as VQVAESettings
 from pipeline.core.config import Config, MelGAN
 from pipeline.core.errors import UserError
 from pipeline.core.io import atomic_path, file_digest, output_lock
+from pipeline.core.outputs import Input, claim_folder
 from pipeline.core.runtime import ThreadGovernor, autocast, pick_device, seed_everything, step_macs
 from pipeline.core.stamp import fingerprint, without_off_values
-from pipeline.core.training import TrainLoop
+from pipeline.core.training import Diverged, TrainLoop
 from pipeline.features import open_feature_dir, prepare_audio
 from pipeline.systems.vocoders import KIND
 from pipeline.systems.unit_systems import load_unit_system
@@ -238,6 +244,7 @@ class MelGANTrainer:
             metrics.update(unit_metrics)
         with autocast(self.device, self.amp):
             fake = self.generator(mel, self.speaker_ids(ids)).float()
+        check_output(fake.detach(), "generator")
         adversarial = step >= self.warmup
         for group in self.opt_g.param_groups:
             group["lr"] = self.generator_lr(step)
@@ -296,6 +303,11 @@ class MelGANTrainer:
         ids = torch.tensor([self.speakers[utt.speaker]])
         return self.inference_generator(self.input_mel(utt, max_frames), self.speaker_ids(ids))[0].float().cpu().numpy()
 
+    def check_inference(self, utt: VoiceUtterance, max_frames: int) -> None:
+        """Raise ``Diverged`` when the weights inference uses (the average, if any) vocode ``utt``
+        into garbage: the last update may have broken them after the step's own check."""
+        check_output(self.vocode(utt, max_frames), "inference generator")
+
     @torch.no_grad()
     def validation_mel_l1(self, items: list[VoiceUtterance], max_frames: int) -> float:
         """Mean L1 between the log-mels of each held-out utterance's real audio and of its vocoded audio."""
@@ -307,6 +319,13 @@ class MelGANTrainer:
             target = self.mel_loss.logmel(real)[0]
             losses.append(torch.nn.functional.l1_loss(self.mel_loss.logmel(wav)[0], target).item())
         return float(np.mean(losses))
+
+
+def check_output(wav: torch.Tensor | np.ndarray, which: str) -> None:
+    """Raise ``Diverged`` when a generator's waveform is garbage."""
+    reason = broken_audio(wav.cpu().numpy() if isinstance(wav, torch.Tensor) else wav)
+    if reason is not None:
+        raise Diverged(f"{which} output is {reason}")
 
 
 def write_samples(trainer: MelGANTrainer, items: list[VoiceUtterance], out_dir: Path, step: int, max_frames: int) -> None:
@@ -389,6 +408,8 @@ def train(features_dir: str | Path, dataset_root: str | Path, out_dir: str | Pat
     """Train (or resume, or skip when finished) the vocoder; returns ``OUT/checkpoint.pt``.
     ``vqvae_checkpoint`` is required when ``melgan.train.input_mels`` is ``vqvae``."""
     out_dir = Path(out_dir)
+    claim_folder(out_dir, "train-melgan", [Input("--features", features_dir), Input("--dataset", dataset_root),
+                                           Input("--vqvae", vqvae_checkpoint)])
     with output_lock(out_dir, "training run"):
         return _train(features_dir, dataset_root, out_dir, config, force, progress, log, vqvae_checkpoint)
 
@@ -442,6 +463,7 @@ def _train(features_dir, dataset_root, out_dir: Path, config: Config, force: boo
                              "discriminator": count_parameters(trainer.discriminator)}},
         seed=seed, total_steps=train_cfg.steps, checkpoint_every=train_cfg.checkpoint_every,
         log_every=train_cfg.log_every, validate_every=train_cfg.validate_every,
+        before_save=lambda step: trainer.check_inference((held or train_items)[0], sample_frames),
         on_checkpoint=lambda step: write_samples(trainer, sample_items, samples_dir, step, sample_frames),
         plot_groups=[["mel_l1"], ["stft"], ["g_adv", "d_loss"], ["feature_matching"], ["vq_recon", "vq_cpc"]],
         governor=governor)

@@ -40,6 +40,7 @@ from pipeline.core.audio import read_wav
 from pipeline.core.config import Config
 from pipeline.core.errors import UserError
 from pipeline.core.io import output_lock
+from pipeline.core.outputs import Input, claim_folder
 from pipeline.core.pool import parallel_map
 from pipeline.core.runtime import ThreadGovernor, autocast, distributed, pick_device, seed_everything, step_macs
 from pipeline.core.stamp import fingerprint
@@ -206,6 +207,7 @@ def train(features_dir: str | os.PathLike, out_dir: str | os.PathLike, config: C
           progress: bool = True, log=print) -> Path:
     """Train (or resume, or skip when finished) and return ``out_dir/checkpoint.pt``."""
     out_dir = Path(out_dir)
+    claim_folder(out_dir, "train-vqvae", [Input("--features", features_dir)])
     with output_lock(out_dir, "training run"):
         return _train(features_dir, out_dir, config, force, progress, log)
 

@@ -25,6 +25,7 @@ from pipeline.contract.names import TRAIN_SPLITS
 from pipeline.core.config import VQVAE, Config, TrainSchedule
 from pipeline.core.errors import UserError
 from pipeline.core.io import output_lock
+from pipeline.core.outputs import Input, claim_folder
 from pipeline.core.runtime import (ThreadGovernor, autocast, distributed, pick_device, seed_everything, step_macs,
                                    step_seed, wrap_ddp)
 from pipeline.core.stamp import fingerprint, without_off_values
@@ -121,6 +122,7 @@ def train(features_dir: str | os.PathLike, out_dir: str | os.PathLike, config: C
     """Train (or resume, or skip when finished) and return ``out_dir/checkpoint.pt``. A second
     run on the same ``out_dir`` fails at once while this one holds it."""
     out_dir = Path(out_dir)
+    claim_folder(out_dir, "train-vqvae", [Input("--features", features_dir)])
     with output_lock(out_dir, "training run"):
         return _train(features_dir, out_dir, config, force, progress, log)
 

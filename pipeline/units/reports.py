@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from pipeline.contract.dataset import Segment, read_filelist
+from pipeline.core.config import MAX_CODES
 from pipeline.core.errors import UserError
 from pipeline.units import analysis as ua
 from pipeline.units.source import EncodedUtterance, UnitSet
@@ -179,24 +180,29 @@ def parse_unit_tokens(tokens: Sequence[str], what: str) -> list[int]:
             code_i, times_i = int(code), int(times) if times else 1
         except ValueError:
             raise UserError(f"bad {what} {token!r}: expected an integer code, optionally CODExCOUNT") from None
-        if code_i < 0 or times_i < 1:
-            raise UserError(f"bad {what} {token!r}: codes are >= 0 and counts >= 1")
+        if not 0 <= code_i < MAX_CODES or times_i < 1:
+            raise UserError(f"bad {what} {token!r}: codes are 0 to {MAX_CODES - 1} and counts >= 1")
+        check_listen_length(len(ids) + times_i, f"{what}s")       # before the list is built: 3x1000000000
         ids.extend([code_i] * times_i)
     if not ids:
         raise UserError(f"no {what} given")
     return ids
 
 
+def check_listen_length(count: int, what: str) -> None:
+    """Refuse, before anything is allocated, more units than the decoder may take at a time."""
+    if count > LISTEN_MAX_UNITS:
+        raise UserError(f"{count} {what} to decode; at most {LISTEN_MAX_UNITS} (10 minutes of 20 ms units) "
+                        f"at a time")
+
+
 def listen_units(bottom: list[int], hold_ms: float | None, top: list[int] | None, sizes: dict,
                  cooc: Callable[[], np.ndarray], unit_ms: float) -> tuple[np.ndarray, np.ndarray]:
     """The (bottom, top) id arrays to decode: each bottom unit held ``hold_ms`` when given; top
     ids given (one id = held throughout) or chosen from co-occurrence counts (``cooc()``)."""
-    if hold_ms is not None:
-        frames = max(1, int(round(hold_ms / unit_ms)))
-        bottom = [code for code in bottom for _ in range(frames)]
-    if len(bottom) > LISTEN_MAX_UNITS:
-        raise UserError(f"{len(bottom)} units to decode; at most {LISTEN_MAX_UNITS} "
-                        f"({LISTEN_MAX_UNITS * unit_ms / 60000:.0f} minutes) at a time")
+    frames = max(1, int(round(hold_ms / unit_ms))) if hold_ms is not None else 1
+    check_listen_length(len(bottom) * frames, f"units (held {hold_ms:g} ms each)" if hold_ms else "units")
+    bottom = [code for code in bottom for _ in range(frames)]
     b = np.asarray(bottom, dtype=np.int64)
     if b.max() >= sizes["bottom"]:
         raise UserError(f"bottom code {int(b.max())} is out of range: the codebook has {sizes['bottom']} codes")

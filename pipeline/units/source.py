@@ -188,8 +188,9 @@ def read_encoded_folder(folder: Path, hop_seconds: float, dataset: Dataset | Non
                    if not any(part.startswith(".") for part in p.relative_to(folder).parts))
     if not files:
         raise UserError(f"{folder}: no .npz files (write some with `zs2020 encode --format npz`)")
-    encoded = [read_npz_units(p, hop_seconds, str(p.relative_to(folder).with_suffix("")))
-               for p in tqdm(files, desc="reading units", unit="file", disable=not progress, leave=False)]
+    # ``with``: a refused file clears the bar, so its Error line starts a line of its own
+    with tqdm(files, desc="reading units", unit="file", disable=not progress, leave=False) as bar:
+        encoded = [read_npz_units(p, hop_seconds, str(p.relative_to(folder).with_suffix(""))) for p in bar]
     sizes = {level: int(max((int(getattr(u, level).max(initial=-1)) for u in encoded), default=-1) + 1)
              for level in LEVELS}
     sizes = {level: size for level, size in sizes.items() if size > 0 or level == "bottom"}   # single-level files

@@ -1,0 +1,188 @@
+"""What a study measures for one (variant, seed): each measure trains what it needs through the
+``zs2020`` stages (which skip themselves when up to date) and returns plain numbers.
+
+- ``units``: the unit system alone. ABX across speakers (cosine, the official 2019 computation)
+  of the submitted bottom code vectors, the pre-quantization vectors and the auxiliary level, as
+  a multiple of the MFCC baseline on the same items; the bitrate; codes in use and perplexity;
+  speaker leakage (held-out speaker identification from code histograms) of the bottom and the top
+  level (a VQMIVC has one level: no top leakage).
+- ``conversion``: the unit system and the target-voice vocoder. Every synthesis line converted,
+  then similarity to the target and to the source, the share of lines closer to the target,
+  pocketsphinx CER/WER (and the sources' own CER), MCD and DNSMOS (``pipeline.evaluation.speech``).
+- ``one_shot``: ``conversion``, then for a VQMIVC one-shot conversion into unseen voices: a
+  universal vocoder (the variant's vocoder settings on every training speaker) renders seeded test
+  utterances, each in the voice of one utterance of another test speaker
+  (``pipeline.evaluation.oneshot``), scored for similarity to the reference and to the source, the
+  share of trials closer to the reference, CER and DNSMOS. A VQ-VAE-2 knows its speakers by table,
+  so its rows have the conversion columns only.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from benchmarks.studylib import Column, Study
+from pipeline.contract.dataset import Dataset
+from pipeline.core.config import load_config
+from pipeline.core.stamp import fingerprint
+from pipeline.evaluation import abx as abxlib
+from pipeline.evaluation.baselines import compute_baselines
+from pipeline.evaluation.bitrate import bitrate
+from pipeline.evaluation.evaluate import LanguageTask
+from pipeline.evaluation.oneshot import OneShotPlan, one_shot_measures
+from pipeline.evaluation.speech import speech_measures
+from pipeline.features import feature_spec
+from pipeline.systems.encoding import encode_wavs
+from pipeline.units.reports import leakage_report
+from pipeline.units.source import encode_splits
+
+ZS = str(Path(sys.executable).with_name("zs2020"))
+
+
+@dataclass
+class Data:
+    """What every row of a study is measured on."""
+    dataset: Path
+    features: Path
+    work: Path                  # trained models and converted wavs, per study
+    lines: int = 20             # synthesis lines scored by the conversion measure
+    jobs: int = 2
+    trials: int = 40            # one-shot trials scored by the one_shot measure
+
+
+def run_stage(command: list[str]) -> float:
+    """Run one zs2020 stage; minutes it took."""
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(Path(c).name for c in command[:2])} failed: {done.stderr.strip()[-600:]}")
+    return (time.perf_counter() - start) / 60
+
+
+def train_units(study: Study, variant: str, seed: int, data: Data) -> tuple[Path, float]:
+    """The variant's unit system, shared by every variant whose unit settings resolve the same."""
+    config = load_config(study.preset, study.overrides(variant, seed))
+    run = data.work / "units" / fingerprint(config.system, config.vqvae, config.vqmivc, config.features, seed)
+    minutes = run_stage([ZS, "train-vqvae", "--features", str(data.features), "--out", str(run / "vqvae"),
+                         "--config", study.preset, "--quiet", *study.overrides(variant, seed)])
+    return run / "vqvae" / "checkpoint.pt", minutes
+
+
+# ============================================================================ units
+def _unit_arrays(stem: str, units) -> tuple[str, dict[str, np.ndarray]]:
+    """Encoding sink; the auxiliary column is the top level (VQ-VAE-2) or the CPC context (VQMIVC)."""
+    aux = units.top_vectors if hasattr(units, "top_vectors") else units.context
+    return stem, {"codes": units.bottom_vectors, "prequant": units.prequant, "aux": aux, "ids": units.bottom_ids}
+
+
+def mfcc_abx(study: Study, task: LanguageTask, data: Data) -> float:
+    """The MFCC + deltas baseline on the study's items (cached beside the trained models)."""
+    path = data.work / "mfcc_abx.json"
+    if path.is_file():
+        return json.loads(path.read_text())["abx"]
+    spec = feature_spec(load_config(study.preset))
+    feats = compute_baselines({s: task.test_utterance(s) for s in task.item_stems}, spec, progress=False)["mfcc"]
+    value = abxlib.abx(task.task, task.item_arrays(feats), "cosine").error
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"abx": value}))
+    return value
+
+
+def measure_units(study: Study, variant: str, seed: int, data: Data) -> dict:
+    checkpoint, minutes = train_units(study, variant, seed, data)
+    task = LanguageTask(Dataset(data.dataset), "excerpt", None)
+    stems = sorted(set(task.item_stems) | set(task.bitrate_stems))
+    units = dict(encode_wavs(checkpoint, [(s, task.test_utterance(s).path) for s in stems], _unit_arrays,
+                             jobs=data.jobs, progress=False))
+    mfcc = mfcc_abx(study, task, data)
+    out = {"train_minutes": minutes, "abx_mfcc": mfcc}
+    for kind in ("codes", "prequant", "aux"):
+        feats = {stem: u[kind] for stem, u in units.items()}
+        out[f"abx_{kind}"] = abxlib.abx(task.task, task.item_arrays(feats), "cosine").error
+    out["abx_codes_x_mfcc"] = out["abx_codes"] / mfcc
+    out["bitrate"] = bitrate({s: u["codes"] for s, u in units.items()}, task.bitrate_rows).bitrate
+    counts = np.bincount(np.concatenate([u["ids"] for u in units.values()]))
+    p = counts[counts > 0] / counts.sum()
+    out["codes_used"] = int((counts > 0).sum())
+    out["perplexity"] = float(np.exp(-(p * np.log(p)).sum()))
+    unit_set = encode_splits(checkpoint.parent.parent, Dataset(data.dataset), ["test", "train/unit", "train/voice"],
+                             "cpu", progress=False)
+    leak = leakage_report(unit_set, tuple(unit_set.codebook_sizes), min_seconds=1.0, test_fraction=0.3, seed=0)
+    out["leakage_bottom"] = leak["levels"]["bottom"]["accuracy_logreg"]
+    out["leakage_top"] = leak["levels"]["top"]["accuracy_logreg"] if "top" in leak["levels"] else None
+    return out
+
+
+UNITS_COLUMNS = [Column("abx_codes", "ABX units %", 2), Column("abx_codes_x_mfcc", "x MFCC", 2),
+                 Column("abx_prequant", "ABX pre-quant. %", 2), Column("abx_aux", "ABX aux. %", 2),
+                 Column("bitrate", "bits/s", 0), Column("codes_used", "codes used", 0),
+                 Column("perplexity", "perplexity", 0), Column("leakage_bottom", "speaker leakage", 3),
+                 Column("leakage_top", "speaker leakage top", 3), Column("train_minutes", "train min", 1)]
+
+
+# ============================================================================ conversion
+def convert_lines(study: Study, variant: str, seed: int, data: Data) -> tuple[dict, Path, Path]:
+    """The conversion measures, the unit system's checkpoint and the (variant, seed) folder."""
+    checkpoint, unit_minutes = train_units(study, variant, seed, data)
+    overrides = study.overrides(variant, seed)
+    if load_config(study.preset, overrides).melgan.train.method == "joint":
+        unit_minutes = 0.0      # method 3: the vocoder trains its own unit system; the separate one only encodes
+    folder = data.work / variant / f"seed{seed}"
+    vocoder_minutes = run_stage([ZS, "train-melgan", "--features", str(data.features), "--dataset", str(data.dataset),
+                                 "--out", str(folder / "melgan"), "--vqvae", str(checkpoint), "--config",
+                                 study.preset, "--quiet", *overrides])
+    converted = folder / "converted"
+    run_stage([ZS, "convert", "--vqvae", str(checkpoint), "--melgan", str(folder / "melgan" / "checkpoint.pt"),
+               "--dataset", str(data.dataset), "--out", str(converted), "--force", "--quiet"])
+    wavs = {p.name: p.read_bytes() for p in converted.glob("*.wav")}
+    spec = feature_spec(load_config(study.preset))
+    summary = speech_measures(Dataset(data.dataset), wavs, spec, jobs=data.jobs, max_lines=data.lines,
+                              progress=False)["summary"]
+    return {"train_minutes": unit_minutes + vocoder_minutes, **summary}, checkpoint, folder
+
+
+def measure_conversion(study: Study, variant: str, seed: int, data: Data) -> dict:
+    return convert_lines(study, variant, seed, data)[0]
+
+
+CONVERSION_COLUMNS = [Column("share_closer_to_target", "closer to target", 2),
+                      Column("sim_target_converted", "sim. target", 3), Column("sim_source_converted", "sim. source", 3),
+                      Column("cer_converted", "CER", 3), Column("cer_source", "CER of sources", 3),
+                      Column("wer_converted", "WER", 3), Column("mcd_converted", "MCD dB", 2),
+                      Column("dnsmos_converted", "DNSMOS", 2), Column("train_minutes", "train min", 1)]
+
+
+# ============================================================================ one-shot
+def measure_one_shot(study: Study, variant: str, seed: int, data: Data) -> dict:
+    out, checkpoint, folder = convert_lines(study, variant, seed, data)
+    if load_config(study.preset, study.overrides(variant, seed)).system != "vqmivc":
+        return out
+    universal = folder / "melgan_universal"
+    run_stage([ZS, "train-melgan", "--features", str(data.features), "--dataset", str(data.dataset),
+               "--out", str(universal), "--vqvae", str(checkpoint), "--config", study.preset, "--quiet",
+               *study.overrides(variant, seed), "melgan.train.speakers=all"])
+    plan = OneShotPlan(checkpoint, universal / "checkpoint.pt", universal=True)
+    one_shot, _ = one_shot_measures(plan, Dataset(data.dataset), trials=data.trials, seed=0, voice_utts=10,
+                                    measures=("similarity", "asr", "dnsmos"), jobs=data.jobs, progress=False)
+    return {**out, **{f"one_shot_{k}": v for k, v in one_shot.get("summary", {}).items()}}
+
+
+ONE_SHOT_COLUMNS = CONVERSION_COLUMNS[:-1] + [
+    Column("one_shot_share_closer_to_reference", "one-shot closer to reference", 2),
+    Column("one_shot_sim_reference_converted", "one-shot sim. reference", 3),
+    Column("one_shot_sim_source_converted", "one-shot sim. source", 3),
+    Column("one_shot_cer_converted", "one-shot CER", 3), Column("one_shot_dnsmos_converted", "one-shot DNSMOS", 2),
+    CONVERSION_COLUMNS[-1]]
+
+MEASURES: dict[str, tuple[Callable[[Study, str, int, Data], dict], list[Column]]] = {
+    "units": (measure_units, UNITS_COLUMNS),
+    "conversion": (measure_conversion, CONVERSION_COLUMNS),
+    "one_shot": (measure_one_shot, ONE_SHOT_COLUMNS),
+}
