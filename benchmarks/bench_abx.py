@@ -7,13 +7,23 @@
   contexts), synthetic 64-dim code vectors at 50 Hz, 5-20 frames per item.
 Goal: all three distances on the demo items in < 60 s on 2 cores.
 
+Start-up: a fresh process with an empty numba cache folder compiles the kernels (cold), a second
+fresh process loads them from that folder (warm); both are timed from the process start to its
+first ABX score (goal: warm < 2 s). With ``--evaluate SUBMISSION --dataset ROOT`` the same is
+measured on two runs of ``zs2020 evaluate`` (time until its first "ABX" line).
+
 Usage: python benchmarks/bench_abx.py [--jobs 2] [--repeats 3] [--english-items 13276] [--skip-english]
+                                      [--startup-only] [--evaluate SUBMISSION --dataset ROOT]
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -82,6 +92,66 @@ def bench(name: str, task: abx.Task, arrays: list[np.ndarray], repeats: int) -> 
     return totals
 
 
+# A fresh process: imports, then one ABX score per distance on a tiny task (times in seconds
+# from the interpreter's start, as seen by the process itself).
+STARTUP = """
+import json, time
+start = time.perf_counter()
+import numpy as np
+from pipeline.contract.items import ItemTable
+from pipeline.evaluation import abx
+imported = time.perf_counter()
+n = 24
+items = ItemTable(np.array([f"w{i}" for i in range(n)]), np.zeros(n), np.ones(n), np.array(["a", "b"] * (n // 2)),
+                  np.array(["x"] * n), np.array(["y"] * n), np.array(["s1", "s1", "s2", "s2"] * (n // 4)))
+arrays = [np.random.default_rng(i).random((5, 4)) for i in range(n)]
+firsts = []
+for distance in abx.DISTANCES:
+    abx.abx(abx.build_task(items), arrays, distance)
+    firsts.append(time.perf_counter())
+print(json.dumps({"import": imported - start, "first_score": firsts[0] - start, "all_three": firsts[-1] - start}))
+"""
+
+
+def startup(repo: Path) -> None:
+    """Cold (empty cache folder) and warm (the same folder, a new process) start of the engine."""
+    with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(repo))
+        runs = []
+        for label in ("cold (compiles)", "warm (cache)"):
+            wall = time.perf_counter()
+            done = subprocess.run([sys.executable, "-c", STARTUP], env=env, capture_output=True, text=True, check=True)
+            times = json.loads(done.stdout.strip().splitlines()[-1])
+            runs.append((label, times, time.perf_counter() - wall))
+    print(f"{'start-up':<16} {'imports s':>9} {'1st ABX s':>9} {'3 ABX s':>8} {'process s':>9}")
+    for label, t, wall in runs:
+        print(f"{label:<16} {t['import']:>9.2f} {t['first_score']:>9.2f} {t['all_three']:>8.2f} {wall:>9.2f}")
+    warm = runs[1][1]["first_score"]
+    print(f"warm start goal < 2 s before the first ABX score: {'met' if warm < 2 else 'NOT met'} ({warm:.2f} s)")
+
+
+def evaluate_startup(submission: str, dataset: str, jobs: int) -> None:
+    """Two ``zs2020 evaluate`` runs in fresh processes, the first with an empty numba cache:
+    seconds from the process start to its first "ABX" line (stderr)."""
+    zs = Path(sys.executable).with_name("zs2020")
+    with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache, tempfile.TemporaryDirectory() as out:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for label in ("cold (compiles)", "warm (cache)"):
+            start = time.perf_counter()
+            proc = subprocess.Popen([str(zs), "evaluate", submission, "--dataset", dataset, "--out", out, "--force",
+                                     "--no-speech", "--no-baselines", "--jobs", str(jobs)], env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            first = None
+            for line in proc.stderr:
+                if first is None and any(f" ABX {d} " in line for d in abx.DISTANCES):   # a score line
+                    first = time.perf_counter() - start
+            proc.wait()
+            total = time.perf_counter() - start
+            print(f"zs2020 evaluate, {label}: first ABX score after {first:.2f} s, done in {total:.2f} s "
+                  f"(exit {proc.returncode})" if first is not None else f"zs2020 evaluate, {label}: no ABX line "
+                  f"(exit {proc.returncode})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=2, help="numba threads")
@@ -89,7 +159,15 @@ def main() -> None:
     parser.add_argument("--demo", default="data/corpus", help="demo corpus root")
     parser.add_argument("--english-items", type=int, default=13276)
     parser.add_argument("--skip-english", action="store_true")
+    parser.add_argument("--startup-only", action="store_true", help="only the cold/warm start-up times")
+    parser.add_argument("--evaluate", metavar="SUBMISSION", help="also time two `zs2020 evaluate` runs of it")
+    parser.add_argument("--dataset", help="the dataset of --evaluate")
     args = parser.parse_args()
+    startup(Path(__file__).resolve().parents[1])
+    if args.evaluate:
+        evaluate_startup(args.evaluate, args.dataset, args.jobs)
+    if args.startup_only:
+        return
     abx.set_jobs(args.jobs)
     rng = np.random.default_rng(0)
 

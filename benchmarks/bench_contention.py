@@ -31,7 +31,7 @@ def steps(run: Path, dataset: Path, tmp: Path) -> dict[str, list[str]]:
         "VQ-VAE-2 training, 150 steps": [
             ZS, "train-vqvae", "--features", str(run / "features"), "--out", str(tmp / "vqvae"), "--config", "demo",
             "--force", "--quiet", "vqvae.train.steps=150", "vqvae.train.checkpoint_every=150",
-            "vqvae.train.validate_every=0"],
+            "vqvae.train.val_max_utterances=0"],
         "MelGAN training, 40 steps (30 adversarial)": [
             ZS, "train-melgan", "--features", str(run / "features"), "--dataset", str(dataset), "--out",
             str(tmp / "melgan"), "--config", "demo", "--force", "--quiet", "melgan.train.steps=40",

@@ -52,11 +52,10 @@ def untrained_run(config, out: Path) -> tuple[Path, Path]:
     vq, mg = out / "vqvae.pt", out / "melgan.pt"
     save_checkpoint(vq, kind="vqvae", config=config.to_dict(), fingerprint="bench", step=0,
                     models={"vqvae": VQVAE2(cfg)}, meta=meta)
-    args = generator_args(config.melgan, spec, 0)
+    args = generator_args(config.melgan, spec)
     save_checkpoint(mg, kind="melgan", config=config.to_dict(), fingerprint="bench", step=0,
                     models={"generator": Generator(**args)},
-                    meta={"speakers": {"V001": 0, "V002": 1}, "speaker_conditioned": False,
-                          "feature_spec": spec.to_dict(), "generator": args})
+                    meta={"speakers": {"V001": 0, "V002": 1}, "feature_spec": spec.to_dict(), "generator": args})
     return vq, mg
 
 
@@ -91,7 +90,7 @@ def bench_conversion(config, run: Path | None, seconds: float, threads_list, rep
             vq, mg = untrained_run(config, Path(tmp))
         audio = speechlike(seconds)
         for vocoder in ("melgan", "griffinlim"):
-            converter = Converter(vq, mg, vocoder=vocoder, device="cpu")
+            converter = Converter(vq, mg, vocoder=vocoder, device="cpu", tract_search=config.conversion.tract_search)
             for threads in threads_list:
                 torch.set_num_threads(threads)
                 wall, cpu = median_time(lambda: converter.convert(audio, "V001"), repeats if vocoder == "melgan" else 1)

@@ -132,15 +132,18 @@ def convert_lines(study: Study, variant: str, seed: int, data: Data) -> tuple[di
     """The conversion measures, the unit system's checkpoint and the (variant, seed) folder."""
     checkpoint, unit_minutes = train_units(study, variant, seed, data)
     overrides = study.overrides(variant, seed)
-    if load_config(study.preset, overrides).melgan.train.method == "joint":
+    config = load_config(study.preset, overrides)
+    if config.melgan.train.method == "joint":
         unit_minutes = 0.0      # method 3: the vocoder trains its own unit system; the separate one only encodes
     folder = data.work / variant / f"seed{seed}"
     vocoder_minutes = run_stage([ZS, "train-melgan", "--features", str(data.features), "--dataset", str(data.dataset),
                                  "--out", str(folder / "melgan"), "--vqvae", str(checkpoint), "--config",
                                  study.preset, "--quiet", *overrides])
     converted = folder / "converted"
+    # the conversion settings are the variant's, not those stored with the (shared) unit system
     run_stage([ZS, "convert", "--vqvae", str(checkpoint), "--melgan", str(folder / "melgan" / "checkpoint.pt"),
-               "--dataset", str(data.dataset), "--out", str(converted), "--force", "--quiet"])
+               "--dataset", str(data.dataset), "--out", str(converted), "--force", "--quiet",
+               f"conversion.tract_search={config.conversion.tract_search}"])
     wavs = {p.name: p.read_bytes() for p in converted.glob("*.wav")}
     spec = feature_spec(load_config(study.preset))
     summary = speech_measures(Dataset(data.dataset), wavs, spec, jobs=data.jobs, max_lines=data.lines,

@@ -1,14 +1,11 @@
 """Speaker perturbation of log-mel spectrograms (pure tensors), for training content encoders
-that should not see who is speaking.
+that should not see who is speaking, and for the VQ-VAE-2's test-time tract search.
 
-* ``warp_frequency``: vocal-tract-length perturbation done on the mel spectrum. Each
-  utterance's spectrum is stretched along frequency by its own factor (alpha > 1 moves formants
-  and harmonics up), on the Slaney mel scale that ``models.logmel`` uses (librosa's default:
-  linear to 1 kHz, logarithmic above).
-* ``tilt_spectrum``: a random smooth equaliser, a low-order cosine series across the mel bins
-  added to the log-mel, which changes the timbre and the channel but not the phones.
-
-Factors and curves come from the caller's generator, so a seeded, resumed run draws the same.
+``warp_frequency`` is vocal-tract-length perturbation done on the mel spectrum: each utterance's
+spectrum is stretched along frequency by its own factor (alpha > 1 moves formants and harmonics
+up), on the Slaney mel scale that ``models.logmel`` uses (librosa's default: linear to 1 kHz,
+logarithmic above). Random factors come from the caller's generator (``stretch_factors``), so a
+seeded, resumed run draws the same.
 """
 from __future__ import annotations
 
@@ -49,25 +46,3 @@ def stretch_factors(n: int, gen: torch.Generator, warp: float) -> torch.Tensor:
     """n stretch factors, log-uniform in [1/(1+warp), 1+warp] (float64), drawn from ``gen``."""
     span = math.log1p(warp)
     return torch.exp((torch.rand(n, generator=gen, dtype=torch.float64) * 2 - 1) * span)
-
-
-def tilt_spectrum(mel: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
-    """(B, n_mels, T) log-mel, (B, K) coefficients -> log-mel plus sum_k c_k cos(pi k (i + 0.5) / n_mels)
-    over bins i, k = 1..K (no constant term: loudness is left alone)."""
-    n_mels = mel.shape[1]
-    k = torch.arange(1, coefficients.shape[1] + 1, dtype=mel.dtype, device=mel.device)
-    bins = torch.arange(n_mels, dtype=mel.dtype, device=mel.device) + 0.5
-    curves = coefficients.to(mel) @ torch.cos(math.pi * k[:, None] * bins[None] / n_mels)       # (B, n_mels)
-    return mel + curves[..., None]
-
-
-def speaker_perturbation(mel: torch.Tensor, gen: torch.Generator, warp: float, tilt: float, f_min: float,
-                         f_max: float, tilt_order: int = 4) -> torch.Tensor:
-    """Both perturbations with factors drawn from ``gen``: alpha log-uniform in [1/(1+warp), 1+warp],
-    cosine coefficients normal with standard deviation ``tilt`` (log10 units). 0 turns one off."""
-    b = mel.shape[0]
-    if warp > 0:
-        mel = warp_frequency(mel, stretch_factors(b, gen, warp), f_min, f_max)
-    if tilt > 0:
-        mel = tilt_spectrum(mel, torch.randn(b, tilt_order, generator=gen) * tilt)
-    return mel

@@ -42,12 +42,16 @@ class MelL1Loss(nn.Module):
         return F.l1_loss(self.logmel(fake), self.logmel(real))
 
 
+# [n_fft, hop, window] of each resolution of the multi-resolution STFT loss
+STFT_RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (256, 64, 256))
+
+
 class MultiResolutionSTFTLoss(nn.Module):
     """Spectral convergence + log-magnitude L1, averaged over STFT resolutions
     (n_fft, hop, win) (Yamamoto et al. 2020); makes the phase-sensitive fine structure
     converge faster than the mel loss alone."""
 
-    def __init__(self, resolutions: Sequence[Sequence[int]] = ((512, 128, 512), (1024, 256, 1024), (256, 64, 256))):
+    def __init__(self, resolutions: Sequence[Sequence[int]] = STFT_RESOLUTIONS):
         super().__init__()
         self.resolutions = [tuple(int(v) for v in r) for r in resolutions]
         for i, (_, _, win) in enumerate(self.resolutions):

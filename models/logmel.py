@@ -20,8 +20,8 @@ from torch import nn
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """The front end's settings (the config's ``features`` section; stored in every features
-    file and checkpoint)."""
+    """The front end's settings (the config's ``features`` section and the constants beside
+    ``pipeline.features.feature_spec``; stored in every features file and checkpoint)."""
     sample_rate: int
     n_fft: int
     win_length: int

@@ -15,8 +15,7 @@ hop) or ``istft`` (as in iSTFTNet and Vocos: the last layer predicts a log-magni
 spectrum per step and an inverse STFT makes the samples, so the ratios multiply to
 ``hop / istft_hop``; with no ratios at all every layer runs at the frame rate, which is far cheaper
 on a CPU than convolutions at 16 kHz). ``frame_blocks`` residual blocks run at the frame rate
-before any upsampling (the whole network when there is none); ``frame_block`` picks MelGAN's
-weight-normalised residual block or a layer-normalised ConvNeXt block for them.
+before any upsampling (the whole network when there is none).
 
 Mel anchor (istft head, ``anchor_spec``): the predicted log-magnitude is a residual on top of the
 input mel mapped back to linear frequency (the filter bank's pseudo-inverse, as Griffin-Lim does),
@@ -24,9 +23,6 @@ so at initialisation the spectral envelope, which carries the voice, is exactly 
 network mainly has to learn phase and fine structure. A universal vocoder without it rendered
 one-shot conversions at similarity 0.61 to both speakers where Griffin-Lim on the same mels kept the
 reference voice (README, one-shot diagnosis).
-
-Optional speaker conditioning: a learnt embedding broadcast over time and concatenated to
-the mel input (``n_speakers > 0``).
 """
 from __future__ import annotations
 
@@ -74,41 +70,6 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shortcut(x) + self.block(x)
-
-
-class ChannelNorm(nn.Module):
-    """Layer normalisation over the channels of a (batch, channels, steps) tensor, per step."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x.transpose(1, 2)).transpose(1, 2)
-
-
-class ConvNeXtBlock(nn.Module):
-    """A normalised frame-rate block (ConvNeXt's layout, as Vocos uses it): a depthwise kernel-7
-    convolution, layer normalisation over channels, a 1x1 expansion with GELU and a 1x1
-    projection, scaled by a learnt per-channel gain on an identity shortcut.
-
-    Why: the weight-normalised residual blocks have a learnt 1x1 shortcut in every block and no
-    normalisation, and with the mel-anchored head at a 1e-3 warm-up their activations grew from
-    about 0.03 to thousands in every training. Here each block's input is normalised and its
-    contribution starts small (``scale``), so the body cannot amplify itself. Measured on the demo
-    corpus: stable at 1e-3, but the converted speech sounds worse (DNSMOS 2.08 against 2.61; README,
-    m1_istft_anchor_convnext), so no preset uses it."""
-
-    def __init__(self, channels: int, scale: float, expansion: int = 3):
-        super().__init__()
-        self.depthwise = nn.Sequential(Pad(3), nn.Conv1d(channels, channels, kernel_size=7, groups=channels))
-        self.norm = ChannelNorm(channels)
-        self.mlp = nn.Sequential(nn.Conv1d(channels, expansion * channels, kernel_size=1), nn.GELU(),
-                                 nn.Conv1d(expansion * channels, channels, kernel_size=1))
-        self.gain = nn.Parameter(torch.full((channels, 1), scale))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.gain * self.mlp(self.norm(self.depthwise(x)))
 
 
 def upsample_layer(channels_in: int, channels_out: int, ratio: int) -> nn.Module:
@@ -176,35 +137,28 @@ class ISTFTHead(nn.Module):
         return wav[:, start:start + steps * self.hop].clamp(-1.0, 1.0)
 
 
+ISTFT_FFT = 640     # the istft head's FFT size (40 ms) ...
+ISTFT_HOP = 160     # ... and hop (10 ms: one step per mel frame when there are no upsampling ratios)
+
+
 class Generator(nn.Module):
-    """(batch, n_mels, frames) log-mel [+ speaker ids] -> (batch, frames * hop) waveform."""
+    """(batch, n_mels, frames) log-mel -> (batch, frames * hop) waveform."""
 
     def __init__(self, n_mels: int = 80, ngf: int = 32, ratios: Sequence[int] = (5, 4, 4, 2),
-                 n_residual: int = 3, n_speakers: int = 0, speaker_dim: int = 16, head: str = "waveform",
-                 istft_fft: int = 0, istft_hop: int = 1, frame_blocks: int = 0, anchor_spec: dict | None = None,
-                 frame_block: str = "residual"):
+                 n_residual: int = 3, head: str = "waveform", istft_fft: int = ISTFT_FFT, istft_hop: int = ISTFT_HOP,
+                 frame_blocks: int = 0, anchor_spec: dict | None = None):
         super().__init__()
         if head not in ("waveform", "istft"):
             raise ValueError(f"unknown generator head {head!r}")
-        if frame_block not in ("residual", "convnext"):
-            raise ValueError(f"unknown frame block {frame_block!r}")
         if anchor_spec is not None and head != "istft":
             raise ValueError("a mel anchor needs the istft head")
         if head == "waveform" and not ratios:
             raise ValueError("a waveform head needs upsampling ratios")
         self.ratios = tuple(int(r) for r in ratios)
         self.hop = math.prod(self.ratios) * (int(istft_hop) if head == "istft" else 1)
-        self.n_speakers = int(n_speakers)
-        self.speaker_embedding = nn.Embedding(n_speakers, speaker_dim) if n_speakers > 0 else None
         channels = ngf * 2 ** len(self.ratios)
-        layers: list[nn.Module] = [Pad(3), _wn(nn.Conv1d(n_mels + (speaker_dim if n_speakers > 0 else 0),
-                                                         channels, kernel_size=7))]
-        if frame_block == "convnext":
-            layers += [ChannelNorm(channels)]
-            layers += [ConvNeXtBlock(channels, scale=1.0 / max(frame_blocks, 1)) for _ in range(frame_blocks)]
-            layers += [ChannelNorm(channels)]
-        else:
-            layers += [ResidualBlock(channels, 3 ** (j % 3)) for j in range(frame_blocks)]
+        layers: list[nn.Module] = [Pad(3), _wn(nn.Conv1d(n_mels, channels, kernel_size=7))]
+        layers += [ResidualBlock(channels, 3 ** (j % 3)) for j in range(frame_blocks)]
         for ratio in self.ratios:
             layers += [nn.LeakyReLU(0.2), upsample_layer(channels, channels // 2, ratio)]
             channels //= 2
@@ -217,13 +171,8 @@ class Generator(nn.Module):
         self.net = nn.Sequential(*layers)
         self.anchored = anchor_spec is not None
 
-    def forward(self, mel: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = mel
-        if self.speaker_embedding is not None:
-            if speaker is None:
-                raise ValueError("this generator is speaker-conditioned: pass speaker ids")
-            emb = self.speaker_embedding(speaker.view(-1))[:, :, None].expand(-1, -1, mel.shape[-1])
-            x = torch.cat([mel, emb.expand(mel.shape[0], -1, -1)], dim=1)
         if not self.anchored:
             return self.net(x).reshape(mel.shape[0], -1)
         for layer in self.net[:-1]:
@@ -231,10 +180,13 @@ class Generator(nn.Module):
         return self.net[-1](x, mel).reshape(mel.shape[0], -1)
 
 
+DOWNSAMPLE = 4      # stride of each of a window discriminator's grouped convolutions
+
+
 class WindowDiscriminator(nn.Module):
     """One scale: strided grouped convolutions producing a map of real/fake scores."""
 
-    def __init__(self, ndf: int = 16, n_layers: int = 4, downsample: int = 4, max_channels: int = 1024):
+    def __init__(self, ndf: int = 16, n_layers: int = 4, downsample: int = DOWNSAMPLE, max_channels: int = 1024):
         super().__init__()
         layers = [nn.Sequential(Pad(7), _wn(nn.Conv1d(1, ndf, kernel_size=15)), nn.LeakyReLU(0.2))]
         channels = ndf
@@ -262,7 +214,7 @@ class WindowDiscriminator(nn.Module):
 class MultiScaleDiscriminator(nn.Module):
     """(batch, samples) -> one list of layer activations per scale (last entry = scores)."""
 
-    def __init__(self, scales: int = 3, ndf: int = 16, n_layers: int = 4, downsample: int = 4,
+    def __init__(self, scales: int = 3, ndf: int = 16, n_layers: int = 4, downsample: int = DOWNSAMPLE,
                  max_channels: int = 1024):
         super().__init__()
         self.discriminators = nn.ModuleList(

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+RESTART_MIN_HITS = 1    # a code hit fewer times than this since the last restart check is dead
+
 
 class QuantizerOutput(NamedTuple):
     quantized: torch.Tensor      # (B, D, T) code vectors with a straight-through gradient to the input
@@ -46,7 +48,7 @@ class VectorQuantizer(nn.Module):
     """
 
     def __init__(self, num_codes: int, dim: int, decay: float = 0.99, commitment: float = 0.25,
-                 eps: float = 1e-5, restart_every: int = 0, restart_min_hits: int = 1,
+                 eps: float = 1e-5, restart_every: int = 0, restart_min_hits: int = RESTART_MIN_HITS,
                  init_from_data: bool = True):
         super().__init__()
         self.num_codes, self.dim = int(num_codes), int(dim)

@@ -45,7 +45,6 @@ class VQMIVCConfig:
     codes: int = 512
     decay: float = 0.99
     restart_every: int = 100
-    restart_min_hits: int = 1
     cpc_steps: int = 6
     cpc_negatives: int = 10
     cpc_context: int = 256
@@ -159,7 +158,7 @@ class VQMIVC(nn.Module):
         self.content = ContentEncoder(cfg.n_mels, cfg.channels, cfg.blocks, cfg.code_dim)
         # commitment 1: the trainer weights it
         self.quantizer = VectorQuantizer(cfg.codes, cfg.code_dim, decay=cfg.decay, commitment=1.0,
-                                         restart_every=cfg.restart_every, restart_min_hits=cfg.restart_min_hits)
+                                         restart_every=cfg.restart_every)
         self.cpc = (ContrastivePredictor(cfg.code_dim, cfg.cpc_context, cfg.cpc_steps, cfg.cpc_negatives)
                     if cfg.cpc_steps > 0 else None)
         self.speaker = SpeakerEncoder(cfg.n_mels, cfg.speaker_channels, cfg.speaker_blocks, cfg.speaker_dim)
@@ -224,21 +223,16 @@ class VQMIVC(nn.Module):
         return self.decode(self.quantizer.lookup(ids).transpose(1, 2), speaker, pitch)
 
     # ------------------------------------------------------------------ training forward
-    def forward(self, mel: torch.Tensor, pitch: torch.Tensor, content_mel: torch.Tensor | None = None,
-                speaker_mel: torch.Tensor | None = None) -> VQMIVCOutput:
+    def forward(self, mel: torch.Tensor, pitch: torch.Tensor, content_mel: torch.Tensor | None = None) -> VQMIVCOutput:
         """Reconstruct (B, n_mels, T) from its own content, speaker vector and pitch (B, 2, T).
         ``content_mel`` (same shape), when given, is what the content encoder sees instead: a
-        speaker-perturbed copy (``models.augment``), so the codes gain nothing from the speaker.
-        ``speaker_mel`` (B, n_mels, any length), when given, is what the speaker encoder sees:
-        other speech of the same speakers, so the vector cannot carry this crop's content."""
+        speaker-perturbed copy (``models.augment``), so the codes gain nothing from the speaker."""
         if pitch.shape[-1] != mel.shape[-1]:
             raise ValueError(f"pitch has {pitch.shape[-1]} frames, the mel {mel.shape[-1]}")
         if content_mel is not None and content_mel.shape != mel.shape:
             raise ValueError(f"content_mel has shape {tuple(content_mel.shape)}, the mel {tuple(mel.shape)}")
-        if speaker_mel is not None and speaker_mel.shape[:2] != mel.shape[:2]:
-            raise ValueError(f"speaker_mel has shape {tuple(speaker_mel.shape)}, the mel {tuple(mel.shape)}")
         enc = self.encode(mel if content_mel is None else content_mel)
-        speaker = self.speaker_embedding(mel if speaker_mel is None else speaker_mel)
+        speaker = self.speaker_embedding(mel)
         pre, post = self._decode(enc.quant.quantized, speaker, pitch)
         target = self.normalize(mel)
         recon, recon_pre = F.l1_loss(post, target), F.l1_loss(pre, target)

@@ -52,37 +52,16 @@ class VQVAE2Config:
     top_codes: int = 128
     num_speakers: int = 1
     speaker_dim: int = 32
-    jitter: float = 0.0          # bshall's time jitter on the bottom codes (training only)
     decay: float = 0.99
     commitment: float = 0.25
     restart_every: int = 200     # dead-code restart period in training steps (0 = never)
-    restart_min_hits: int = 1
-    input_norm: str = "global"   # encoder input: "global" (corpus statistics) or "utterance" (each input's own)
     cpc_steps: int = 0           # contrastive coding of the bottom codes: future steps predicted (0 = off)
     cpc_negatives: int = 17      # negatives per prediction, drawn from the same utterance
     cpc_context: int = 256       # LSTM context size
     adversary_hidden: int = 0    # speaker classifier behind gradient reversal on the bottom codes (0 = off)
-    bottom_sees_top: bool = True # the bottom quantizer's input includes the decoded top codes (VQ-VAE-2)
     classifier_hidden: int = 0   # speaker classifier on log-mels, for the self-cycle's speaker term (0 = none)
-    bottom_encoder: str = "conv" # "conv": convolutions and residual blocks; "frames": one strided convolution,
-                                 # then per-frame LayerNorm/ReLU/Linear blocks (a 40 ms window, as in VQ-CPC)
     decoder_blocks: int = 0      # > 0: the decoder's residual blocks are this many, dilated 1, 2, 4, ...
                                  # (0: res_blocks undilated ones, as first built)
-    decoder_rnn: int = 0         # > 0: a bidirectional GRU of this many units a direction after the decoder's
-                                 # residual blocks (a context of the whole input); 0: none, as first built
-    speaker_every_block: bool = False  # the speaker embedding also enters every decoder residual block
-                                       # (false: only the decoder's first convolution, as first built)
-    tract_search: float = 0.0    # conversion sources only: each is stretched along frequency by the factor in
-                                 # [1/(1+x), 1+x] whose bottom encoding fits the codebook best (0 = off)
-
-    @classmethod
-    def from_dict(cls, model: dict, quantizer: dict | None = None, **extra) -> "VQVAE2Config":
-        values = {**(model or {}), **(quantizer or {}), **extra}
-        names = set(cls.__dataclass_fields__)
-        unknown = set(values) - names
-        if unknown:
-            raise ValueError(f"unknown VQ-VAE-2 settings: {sorted(unknown)}")
-        return cls(**values)
 
 
 class ResBlock(nn.Module):
@@ -169,19 +148,13 @@ class VQVAE2(nn.Module):
         c, r, n = cfg.channels, cfg.res_channels, cfg.res_blocks
         self.register_buffer("mel_mean", torch.zeros(cfg.n_mels))
         self.register_buffer("mel_std", torch.ones(cfg.n_mels))
-        if cfg.bottom_encoder == "conv":
-            self.enc_bottom = nn.Sequential(nn.Conv1d(cfg.n_mels, c, 3, padding=1), nn.LeakyReLU(0.2),
-                                            downsample(c, c), res_stack(c, r, n))
-        elif cfg.bottom_encoder == "frames":
-            self.enc_bottom = nn.Sequential(downsample(cfg.n_mels, c), *[FrameBlock(c) for _ in range(max(1, 2 * n))])
-        else:
-            raise ValueError(f"bottom_encoder must be conv or frames, not {cfg.bottom_encoder!r}")
+        # the bottom encoder: one strided convolution, then per-frame blocks (a 40 ms window, as in VQ-CPC)
+        self.enc_bottom = nn.Sequential(downsample(cfg.n_mels, c), *[FrameBlock(c) for _ in range(max(1, 2 * n))])
         self.enc_top = nn.Sequential(downsample(c, c), nn.LeakyReLU(0.2), nn.Conv1d(c, c, 3, padding=1),
                                      res_stack(c, r, n), nn.Conv1d(c, cfg.top_dim, 1))
         self.dec_top = nn.Sequential(nn.Conv1d(cfg.top_dim, c, 3, padding=1), res_stack(c, r, n), upsample(c, c))
-        self.pre_bottom = nn.Conv1d((2 if cfg.bottom_sees_top else 1) * c, cfg.bottom_dim, 1)
-        q = dict(decay=cfg.decay, commitment=cfg.commitment, restart_every=cfg.restart_every,
-                 restart_min_hits=cfg.restart_min_hits)
+        self.pre_bottom = nn.Conv1d(c, cfg.bottom_dim, 1)
+        q = dict(decay=cfg.decay, commitment=cfg.commitment, restart_every=cfg.restart_every)
         self.quant_top = VectorQuantizer(cfg.top_codes, cfg.top_dim, **q)
         self.quant_bottom = VectorQuantizer(cfg.bottom_codes, cfg.bottom_dim, **q)
         self.up_top = upsample(cfg.top_dim, cfg.top_dim)
@@ -190,17 +163,6 @@ class VQVAE2(nn.Module):
             nn.Conv1d(cfg.bottom_dim + cfg.top_dim + cfg.speaker_dim, c, 3, padding=1),
             res_stack(c, r, cfg.decoder_blocks, dilated=True) if cfg.decoder_blocks else res_stack(c, r, n),
             upsample(c, c), nn.LeakyReLU(0.2), nn.Conv1d(c, cfg.n_mels, 3, padding=1))
-        # Optional decoder parts live beside the Sequential, so checkpoints without them keep their keys.
-        blocks = len(self.decoder[1]) - 1
-        self.decoder_speaker = (nn.ModuleList(nn.Linear(cfg.speaker_dim, c) for _ in range(blocks))
-                                if cfg.speaker_every_block else None)
-        if cfg.decoder_rnn > 0:
-            self.decoder_rnn = nn.GRU(c, cfg.decoder_rnn, batch_first=True, bidirectional=True)
-            self.decoder_rnn_out = nn.Conv1d(2 * cfg.decoder_rnn, c, 1)
-        else:
-            self.decoder_rnn = self.decoder_rnn_out = None
-        if cfg.input_norm not in ("global", "utterance"):
-            raise ValueError(f"input_norm must be global or utterance, not {cfg.input_norm!r}")
         self.cpc = (ContrastivePredictor(cfg.bottom_dim, cfg.cpc_context, cfg.cpc_steps, cfg.cpc_negatives)
                     if cfg.cpc_steps > 0 else None)
         self.adversary = (SpeakerAdversary(cfg.bottom_dim, cfg.adversary_hidden, cfg.num_speakers)
@@ -217,14 +179,6 @@ class VQVAE2(nn.Module):
     def normalize(self, mel: torch.Tensor) -> torch.Tensor:
         return (mel - self.mel_mean[:, None]) / self.mel_std[:, None]
 
-    def encoder_input(self, mel: torch.Tensor) -> torch.Tensor:
-        """What the encoder sees: the globally normalised mel, or with ``input_norm: utterance``
-        each input's own per-bin mean and deviation removed (the decoder's target stays global)."""
-        x = self.normalize(mel)
-        if self.cfg.input_norm == "utterance":
-            x = (x - x.mean(-1, keepdim=True)) / x.std(-1, keepdim=True, unbiased=False).clamp_min(1e-3)
-        return x
-
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.mel_std[:, None] + self.mel_mean[:, None]
 
@@ -240,7 +194,7 @@ class VQVAE2(nn.Module):
         t = mel.shape[-1]
         if t < 1:
             raise ValueError("cannot encode an empty mel")
-        enc = self.encode_normalized(F.pad(self.encoder_input(mel), (0, -t % STRIDE)))
+        enc = self.encode_normalized(F.pad(self.normalize(mel), (0, -t % STRIDE)))
         tb, tt = self.code_lengths(t)
         return Encoded(_crop_output(enc.top, tt), _crop_output(enc.bottom, tb), enc.prequant[..., :tb])
 
@@ -261,13 +215,12 @@ class VQVAE2(nn.Module):
         return ((z - q) ** 2).sum((1, 2)) / (z ** 2).sum((1, 2)).clamp_min(1e-12)
 
     def encode_normalized(self, x: torch.Tensor) -> Encoded:
-        """Encoder input (``encoder_input``, B x n_mels x T), T a multiple of STRIDE (padded with
-        zeros) -> codes of every frame (T/2 bottom, T/4 top), uncropped."""
+        """Normalised mel (``normalize``, B x n_mels x T), T a multiple of STRIDE (padded with
+        zeros) -> codes of every frame (T/2 bottom, T/4 top), uncropped. The bottom codes see only
+        the bottom encoder's short window, not the top level."""
         h_bottom = self.enc_bottom(x)
         top = self.quant_top(self.enc_top(h_bottom))
-        # Without the top path the bottom codes see only the bottom encoder's short window.
-        context = [h_bottom, self.dec_top(top.quantized)] if self.cfg.bottom_sees_top else [h_bottom]
-        prequant = self.pre_bottom(torch.cat(context, 1))
+        prequant = self.pre_bottom(h_bottom)
         return Encoded(top, self.quant_bottom(prequant), prequant)
 
     def decode(self, top: torch.Tensor, bottom: torch.Tensor, speaker: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -281,28 +234,9 @@ class VQVAE2(nn.Module):
         # Pad the code sequences by repeating their last code up to the padded length.
         top = F.pad(top, (0, padded // 4 - tt), mode="replicate") if padded // 4 > tt else top
         bottom = F.pad(bottom, (0, padded // 2 - tb), mode="replicate") if padded // 2 > tb else bottom
-        embedding = self.speaker(speaker)
-        spk = embedding[:, :, None].expand(-1, -1, bottom.shape[-1])
+        spk = self.speaker(speaker)[:, :, None].expand(-1, -1, bottom.shape[-1])
         x = torch.cat([bottom, self.up_top(top), spk], 1)
-        return self.denormalize(self._decoder_body(x, embedding)[..., :num_frames])
-
-    def _decoder_body(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        """The decoder's layers on (codes, speaker) at 20 ms -> normalised log-mel at 10 ms, with
-        the optional per-block speaker inputs and the GRU in their places."""
-        first, stack, *rest = self.decoder
-        x = first(x)
-        *blocks, activation = stack
-        for i, block in enumerate(blocks):
-            if self.decoder_speaker is not None:
-                x = x + self.decoder_speaker[i](embedding)[:, :, None]
-            x = block(x)
-        if self.decoder_rnn is not None:
-            context, _ = self.decoder_rnn(x.transpose(1, 2))
-            x = x + self.decoder_rnn_out(context.transpose(1, 2))
-        x = activation(x)
-        for layer in rest:
-            x = layer(x)
-        return x
+        return self.denormalize(self.decoder(x)[..., :num_frames])
 
     def decode_codes(self, top_ids: torch.Tensor, bottom_ids: torch.Tensor, speaker: torch.Tensor,
                      num_frames: int) -> torch.Tensor:
@@ -312,17 +246,10 @@ class VQVAE2(nn.Module):
         return self.decode(top, bottom, speaker, num_frames)
 
     # ------------------------------------------------------------------ training forward
-    def forward(self, mel: torch.Tensor, speaker: torch.Tensor, adversary_scale: float = 1.0,
-                content_mel: torch.Tensor | None = None) -> VQVAE2Output:
-        """Encode ``content_mel`` (a speaker-perturbed copy of ``mel``, same shape; default ``mel``)
-        and reconstruct ``mel`` from its codes and the speaker."""
-        if content_mel is not None and content_mel.shape != mel.shape:
-            raise ValueError(f"content_mel has shape {tuple(content_mel.shape)}, mel {tuple(mel.shape)}")
-        enc = self.encode(mel if content_mel is None else content_mel)
-        bottom = enc.bottom.quantized
-        if self.training and self.cfg.jitter > 0:
-            bottom = time_jitter(bottom, self.cfg.jitter)
-        recon = self.decode(enc.top.quantized, bottom, speaker, mel.shape[-1])
+    def forward(self, mel: torch.Tensor, speaker: torch.Tensor, adversary_scale: float = 1.0) -> VQVAE2Output:
+        """Encode ``mel`` and reconstruct it from its codes and the speaker."""
+        enc = self.encode(mel)
+        recon = self.decode(enc.top.quantized, enc.bottom.quantized, speaker, mel.shape[-1])
         recon_loss = F.l1_loss(self.normalize(recon), self.normalize(mel))
         cpc = self.cpc(enc.bottom.quantized) if self.cpc is not None else None
         adversary = (self.adversary(enc.bottom.quantized, speaker, adversary_scale)
@@ -373,14 +300,3 @@ class VQVAE2(nn.Module):
 def _crop_output(out: QuantizerOutput, length: int) -> QuantizerOutput:
     return out._replace(quantized=out.quantized[..., :length], ids=out.ids[..., :length])
 
-
-def time_jitter(x: torch.Tensor, p: float) -> torch.Tensor:
-    """Replace each frame of (B, D, T) by its left or right neighbour with probability p/2 each
-    (Chorowski et al. 2019): the decoder cannot rely on exact code timing."""
-    b, _, t = x.shape
-    if t < 2:
-        return x
-    r = torch.rand(b, t, device=x.device)
-    shift = torch.where(r < p / 2, -1, torch.where(r < p, 1, 0))
-    idx = (torch.arange(t, device=x.device)[None, :] + shift).clamp(0, t - 1)
-    return torch.gather(x, 2, idx[:, None, :].expand_as(x))

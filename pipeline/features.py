@@ -13,7 +13,7 @@ import torch
 
 from models.logmel import FeatureSpec, LogMel
 from pipeline.contract.dataset import Dataset
-from pipeline.contract.names import ALL_SPLITS, LANGUAGES
+from pipeline.contract.names import ALL_SPLITS, LANGUAGES, SAMPLE_RATE
 from pipeline.core.audio import peak_normalize, read_wav
 from pipeline.core.config import Config
 from pipeline.core.errors import UserError
@@ -54,12 +54,18 @@ def wav_to_logmel(path: str | os.PathLike, spec: FeatureSpec) -> np.ndarray:
 # training runs record; the same fingerprint in the file's stamp is the up-to-date check).
 
 FORMAT = "zs2020-features/1"
+# The front end's settings that are not config keys (the same in every preset, no experiment varies them).
+F_MIN = 0.0                 # Hz: the lowest mel band starts at 0
+LOG_FLOOR = 1e-5            # mel energies are clamped here before the log10 (silence: -5)
+PEAK_NORM = 0.95            # every waveform is scaled to this peak before its features (``prepare_audio``)
 CHUNK = 16  # max utterances per worker task: amortises inter-process overhead on short excerpts
 
 
 def feature_spec(config: Config) -> FeatureSpec:
-    """The FeatureSpec of a config (its ``features`` section, already checked)."""
-    return FeatureSpec.from_dict(config.features.to_dict())
+    """The FeatureSpec of a config: its ``features`` section (already checked) and the constants
+    above, at the challenge's sample rate."""
+    return FeatureSpec.from_dict({**config.features.to_dict(), "sample_rate": SAMPLE_RATE, "f_min": F_MIN,
+                                  "log_floor": LOG_FLOOR, "peak_norm": PEAK_NORM})
 
 
 class FeatureStore:

@@ -16,6 +16,8 @@ from models.logmel import FeatureSpec
 from models.vqmivc import PITCH_CHANNELS
 
 MAX_NORMALISED = 5.0   # normalised log-F0 is clipped to +-5 (a nearly flat contour has a tiny std)
+PITCH_FLOOR_HZ = 60.0  # the pitch range Praat searches when VQMIVC trains (checkpoints store theirs)
+PITCH_CEILING_HZ = 500.0
 OCTAVE = float(np.log(2.0))
 
 

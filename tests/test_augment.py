@@ -1,5 +1,5 @@
 """Speaker perturbation of log-mels (models/augment.py): the warp moves spectral peaks by the
-amount the mel scale says, the equaliser leaves loudness and time alone, draws are seeded."""
+amount the mel scale says, one factor per utterance, and its draws are seeded."""
 from __future__ import annotations
 
 import librosa
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.augment import speaker_perturbation, stretch_factors, tilt_spectrum, warp_frequency
+from models.augment import stretch_factors, warp_frequency
 
 
 def test_stretch_factors_are_seeded_log_uniform_within_the_range():
@@ -44,21 +44,3 @@ def test_warp_by_one_is_the_identity_and_factors_are_per_utterance():
     assert torch.allclose(out[[0, 2]], mel[[0, 2]], atol=1e-6) and not torch.allclose(out[1], mel[1])
     with pytest.raises(ValueError, match="one factor per utterance"):
         warp_frequency(mel, torch.ones(2), 0.0, 8000.0)
-
-
-def test_tilt_adds_one_zero_mean_curve_to_every_frame():
-    mel = torch.randn(2, 80, 30)
-    out = tilt_spectrum(mel, torch.tensor([[0.3, -0.2, 0.1, 0.05], [0.0, 0.0, 0.0, 0.0]]))
-    curve = out[0] - mel[0]
-    assert torch.allclose(curve, curve[:, :1].expand_as(curve), atol=1e-5)    # the same in every frame
-    assert abs(float(curve[:, 0].mean())) < 1e-5 and float(curve[:, 0].abs().max()) > 0.2
-    assert torch.allclose(out[1], mel[1])
-
-
-def test_perturbation_is_seeded_and_zero_settings_change_nothing():
-    mel = torch.randn(4, 80, 25)
-    a = speaker_perturbation(mel, torch.Generator().manual_seed(5), 0.15, 0.1, 0.0, 8000.0)
-    b = speaker_perturbation(mel, torch.Generator().manual_seed(5), 0.15, 0.1, 0.0, 8000.0)
-    c = speaker_perturbation(mel, torch.Generator().manual_seed(6), 0.15, 0.1, 0.0, 8000.0)
-    assert torch.equal(a, b) and not torch.allclose(a, c) and a.shape == mel.shape
-    assert torch.equal(speaker_perturbation(mel, torch.Generator(), 0.0, 0.0, 0.0, 8000.0), mel)

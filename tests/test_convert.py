@@ -12,7 +12,6 @@ from pipeline.contract.dataset import Dataset
 from pipeline.core.errors import UserError
 from pipeline.features import logmel
 from tests.fixtures_config import SPEC
-from tests.fixtures_melgan import conditioned_melgan  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +25,7 @@ def test_griffinlim_inverts_a_real_mel_with_exact_length(tiny_corpus):
     audio = Dataset(tiny_corpus).utterances("train/voice")[0].read()
     mel = logmel(audio, SPEC)
     vocoder = GriffinLimVocoder(SPEC)
-    wav = vocoder(torch.from_numpy(mel), "V001")
+    wav = vocoder(torch.from_numpy(mel))
     assert wav.shape == (mel.shape[1] * SPEC.hop_length,)
     # frames line up with the source: shifting by half a hop makes the match clearly worse
     error = np.abs(logmel(wav, SPEC) - mel)[:, 2:-2].mean()
@@ -34,7 +33,7 @@ def test_griffinlim_inverts_a_real_mel_with_exact_length(tiny_corpus):
     noise = np.abs(logmel(np.random.default_rng(0).standard_normal(len(wav)).astype(np.float32), SPEC) - mel).mean()
     assert error < 0.1 and error < shifted / 2 and error < noise / 10
     for frames in (1, 2, 5):
-        assert vocoder(torch.from_numpy(mel[:, :frames]), "V001").shape == (frames * SPEC.hop_length,)
+        assert vocoder(torch.from_numpy(mel[:, :frames])).shape == (frames * SPEC.hop_length,)
 
 
 def test_convert_synthesis_writes_one_wav_per_line(converter, tiny_corpus, tmp_path):
@@ -76,16 +75,12 @@ def test_synthesize_from_units(converter, tiny_corpus):
     assert not np.allclose(wav, other)
 
 
-def test_unknown_target_voice_is_one_clear_error(converter, conditioned_melgan, tiny_run):
+def test_unknown_target_voice_is_one_clear_error(converter, tiny_run):
     from pipeline.systems.converter import Converter
+    # the vocoder's own voices are named first: they are the intended targets
     with pytest.raises(UserError, match="unknown target voice 'V999'.*VQ-VAE.*V001, V002"):
         converter.convert(np.ones(800, np.float32) * 0.1, "V999")
-    # a conditioned vocoder only speaks its own voices, even where the VQ-VAE knows the speaker
-    conditioned = Converter(tiny_run / "vqvae" / "checkpoint.pt", conditioned_melgan)
-    assert conditioned.voices == ["V001", "V002"]
-    assert "S001" in converter.voices
-    with pytest.raises(UserError, match="'S001'.*MelGAN vocoder"):
-        conditioned.convert(np.ones(800, np.float32) * 0.1, "S001")
+    assert "S001" in converter.voices       # one vocoder renders every voice the VQ-VAE knows
     with pytest.raises(UserError, match="needs a MelGAN checkpoint"):
         Converter(tiny_run / "vqvae" / "checkpoint.pt", None)
 
@@ -124,3 +119,40 @@ def test_cli_dataset_mode(tiny_run, tiny_corpus, tmp_path):
                                        "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.glob("*.wav")) == sorted(l.output_name for l in Dataset(tiny_corpus).synthesis())
+
+
+def _tree(folder):
+    return {p: p.stat().st_mtime_ns for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_conversion_settings_are_overrides_of_the_run_without_retraining(tiny_run, tiny_corpus, tmp_path):
+    from pipeline.cli import main
+    from pipeline.stages.options import run_config
+    runner = CliRunner()
+    assert run_config(tiny_run, None).conversion.tract_search == 0.0        # what the tiny run stored
+    run_files = _tree(tiny_run)
+    source = Dataset(tiny_corpus).utterances("test")[0].path
+    outputs = {}
+    for name, extra in (("stored", []), ("off", ["conversion.tract_search=0"]),
+                        ("search", ["conversion.tract_search=0.3"])):
+        out = tmp_path / f"{name}.wav"
+        result = runner.invoke(main, ["convert", "--run", str(tiny_run), "--source", str(source), "--target", "V001",
+                                      "--out", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        assert "train" not in result.output and "resuming" not in result.output
+        outputs[name] = sf.read(str(out))[0]
+    assert np.array_equal(outputs["stored"], outputs["off"])
+    assert outputs["search"].shape == outputs["off"].shape and not np.array_equal(outputs["search"], outputs["off"])
+    assert _tree(tiny_run) == run_files         # no training stage ran: the run folder is as it was
+    # a converted folder is redone when the conversion settings change, and only then
+    folder = tmp_path / "converted"
+    for extra, redone in (([], True), ([], False), (["conversion.tract_search=0.3"], True)):
+        before = _tree(folder) if folder.exists() else {}
+        result = runner.invoke(main, ["convert", "--run", str(tiny_run), "--dataset", str(tiny_corpus),
+                                      "--out", str(folder), "--quiet", *extra])
+        assert result.exit_code == 0, result.output
+        wavs = {p: t for p, t in _tree(folder).items() if p.suffix == ".wav"}
+        assert all((before.get(p) != t) is redone for p, t in wavs.items())
+    result = runner.invoke(main, ["convert", "--run", str(tiny_run), "--source", str(source), "--target", "V001",
+                                  "--out", str(tmp_path / "x.wav"), "conversion.tract_search=2"])
+    assert result.exit_code == 1 and "conversion.tract_search" in result.output and result.output.count("\n") == 1

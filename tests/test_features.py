@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from models.logmel import FeatureSpec
 from pipeline.contract.dataset import Dataset
 from pipeline.contract.names import ALL_SPLITS
 from pipeline.core.errors import UserError
-from pipeline.features import FeatureStore, dump_features, open_feature_dir, wav_to_logmel
+from pipeline.features import FeatureStore, dump_features, feature_spec, open_feature_dir, wav_to_logmel
 from pipeline.stages.features import features_command
 from tests.fixtures_config import SPEC
 
@@ -40,7 +39,7 @@ def test_every_wav_is_dumped_with_its_attributes(tiny_features, tiny_corpus, tin
     with FeatureStore(tiny_features / "english.h5") as store:
         assert set(store.keys()) == set(expected)
         assert store.language == "english" and store.dataset_root == tiny_corpus.resolve()
-        assert store.spec == FeatureSpec.from_dict(tiny_config.features.to_dict())
+        assert store.spec == feature_spec(tiny_config)
         assert set(store.keys("train/voice")) == {u.key for u in ds.utterances("train/voice")}
         for key in (store.keys("test")[0], store.keys("train/unit")[-1], store.keys("train/voice")[0]):
             utt = expected[key]

@@ -16,9 +16,10 @@ import yaml
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.core.config import MAX_CONFIG_BYTES, MAX_YAML_DEPTH, load_config, parse_yaml
+from pipeline.core.config import load_config
 from pipeline.core.errors import UserError
 from pipeline.core.io import read_text_lines
+from pipeline.core.overrides import MAX_CONFIG_BYTES, MAX_YAML_DEPTH, parse_yaml
 from tests.test_bad_inputs import assert_refused, invoke
 
 

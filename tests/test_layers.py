@@ -23,8 +23,8 @@ LAYERS = [
     ["pipeline.core", "models"],
 ]
 NO_TORCH = ("pipeline.contract", "submission", "pipeline.core.threads", "pipeline.core.pool", "pipeline.core.io",
-            "pipeline.core.config", "pipeline.core.stamp", "pipeline.core.errors", "pipeline.core.layout",
-            "pipeline.core.audio")
+            "pipeline.core.config", "pipeline.core.schema", "pipeline.core.overrides", "pipeline.core.stamp",
+            "pipeline.core.errors", "pipeline.core.layout", "pipeline.core.audio")
 
 
 def package_of(module: str) -> str | None:

@@ -164,58 +164,24 @@ def test_a_perturbed_content_input_changes_the_codes_only():
         model(mel, pitch, content_mel=warped[..., :20])
 
 
-def test_speaker_crops_come_from_another_utterance_of_the_same_speaker():
-    from pipeline.train.vqmivc import same_speaker_crops, utterances_by_speaker
-    speakers = np.array([0, 1, 0, 2, 1, 0])           # speaker 2 has one utterance
-    positions = np.array([5, 1, 9, 3, 2, 4])
-    picks = np.array([0, 1, 2, 3, 4, 5] * 20)
-    others = utterances_by_speaker(speakers)
-    assert [o.tolist() for o in others] == [[2, 5], [4], [0, 5], [3], [1], [0, 2]]
-    crops = same_speaker_crops(picks, others, positions, torch.Generator().manual_seed(3))
-    for pick, (other, start) in zip(picks, crops):
-        assert speakers[other] == speakers[pick] and 0 <= start < positions[other]
-        assert other != pick or pick == 3
-    assert {other for pick, (other, _) in zip(picks, crops) if pick == 0} == {2, 5}
-    assert crops == same_speaker_crops(picks, others, positions, torch.Generator().manual_seed(3))
-
-
-def test_the_whole_crop_stretch_gives_target_and_speaker_input_one_made_up_speaker(tiny_config):
+def test_the_content_input_is_the_crop_stretched_by_a_seeded_factor(tiny_config):
     from types import SimpleNamespace
 
     from pipeline.features import feature_spec
     from pipeline.train.vqmivc import crop_sampler
-    # two speakers, three utterances each; every frame of a speaker's utterances is the same
-    # spectrum, so any two crops of one speaker are equal until they are stretched
     rng = np.random.default_rng(0)
-    spectra = rng.normal(size=(2, 80, 1)).astype(np.float32)
-    lengths = [30, 41, 52, 33, 44, 35]
-    data = SimpleNamespace(mels=[np.repeat(spectra[k // 3], n, axis=1) for k, n in enumerate(lengths)],
-                           train_idx=np.arange(6), speakers=np.array([0, 0, 0, 1, 1, 1]))
+    lengths = [30, 41, 52, 33]
+    data = SimpleNamespace(mels=[rng.normal(size=(80, n)).astype(np.float32) for n in lengths], train_idx=np.arange(4))
     pitch = [np.zeros((2, n), np.float32) for n in lengths]
     spec = feature_spec(tiny_config)
-    base = ["vqmivc.speaker_input=other_utterance", "vqmivc.perturb.warp=0.15", "vqmivc.perturb.tilt=0.0"]
-    plain = crop_sampler(data, pitch, 16, 8, tiny_config.replace(base + ["vqmivc.speaker_augment=0.0"]), spec)
-    stretched = crop_sampler(data, pitch, 16, 8, tiny_config.replace(base + ["vqmivc.speaker_augment=0.2"]), spec)
-    a, b = plain(0, torch.Generator().manual_seed(1)), stretched(0, torch.Generator().manual_seed(1))
-    assert set(b) == {"mel", "pitch", "content_mel", "speaker_mel"}
-    assert torch.equal(a["speaker_mel"], a["mel"]) and torch.equal(b["speaker_mel"], b["mel"])
-    assert torch.equal(a["pitch"], b["pitch"])
-    originals = {tuple(np.round(s[:, 0], 4)) for s in spectra}
-    assert all(tuple(np.round(m[:, 0].numpy(), 4)) in originals for m in a["mel"])
-    assert not any(tuple(np.round(m[:, 0].numpy(), 4)) in originals for m in b["mel"])   # new vocal tracts
-    assert not torch.allclose(b["content_mel"], b["mel"])       # the content input is stretched again
-
-
-def test_the_speaker_vector_comes_from_speaker_mel_of_any_length():
-    torch.manual_seed(0)
-    model = VQMIVC(SMALL).eval()
-    mel, pitch, other = torch.randn(2, 80, 40), torch.randn(2, 2, 40), torch.randn(2, 80, 57)
-    plain, swapped = model(mel, pitch), model(mel, pitch, speaker_mel=other)
-    assert torch.allclose(swapped.speaker, model.speaker_embedding(other))
-    assert not torch.allclose(swapped.speaker, plain.speaker)
-    assert torch.equal(swapped.encoded.prequant, plain.encoded.prequant) and swapped.mel.shape == mel.shape
-    with pytest.raises(ValueError, match="speaker_mel has shape"):
-        model(mel, pitch, speaker_mel=other[:1])
+    plain = crop_sampler(data, pitch, 16, 8, tiny_config.replace(["vqmivc.perturb.warp=0.0"]), spec)
+    warped = crop_sampler(data, pitch, 16, 8, tiny_config.replace(["vqmivc.perturb.warp=0.15"]), spec)
+    a, b = plain(0, torch.Generator().manual_seed(1)), warped(0, torch.Generator().manual_seed(1))
+    assert set(a) == {"mel", "pitch"} and set(b) == {"mel", "pitch", "content_mel"}
+    assert torch.equal(a["mel"], b["mel"]) and torch.equal(a["pitch"], b["pitch"])   # the same crops
+    assert b["content_mel"].shape == b["mel"].shape and not torch.allclose(b["content_mel"], b["mel"])
+    again = warped(0, torch.Generator().manual_seed(1))
+    assert torch.equal(again["content_mel"], b["content_mel"])
 
 
 # ---------------------------------------------------------------- training on the tiny corpus
@@ -257,15 +223,11 @@ def test_checkpoint_holds_every_training_speakers_embedding(vqmivc_run, tiny_cor
 
 def test_resume_after_a_kill_replays_the_uninterrupted_run(tiny_features, tiny_config, tmp_path, monkeypatch):
     from pipeline.train.vqmivc import train
-    # restart_every 7 puts a dead-code restart on each side of the interruption at step 10
-    # the content perturbation, the whole-crop stretch and the speaker encoder's other crops draw
-    # from the step's generator too, so they are on here
+    # restart_every 7 puts a dead-code restart on each side of the interruption at step 10; the
+    # content input's stretch draws from the step's generator too, so it is on here
     config = tiny_config.replace(VQMIVC_OVERRIDES + ["vqvae.train.steps=20", "vqvae.train.checkpoint_every=10",
-                                                     "vqvae.train.validate_every=10", "vqmivc.model.restart_every=7",
-                                                     "vqmivc.mi.updates=2", "vqmivc.perturb.warp=0.15",
-                                                     "vqmivc.perturb.tilt=0.1",
-                                                     "vqmivc.speaker_input=other_utterance",
-                                                     "vqmivc.speaker_augment=0.15"])
+                                                     "vqvae.quantizer.restart_every=7", "vqmivc.mi.updates=2",
+                                                     "vqmivc.perturb.warp=0.15"])
     straight = train(tiny_features, tmp_path / "straight", config, progress=False)
     train_until_first_checkpoint(train, monkeypatch, tiny_features, tmp_path / "resumed", config, progress=False)
     assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["step"] == 10
@@ -294,7 +256,7 @@ def test_batched_encoding_equals_one_at_a_time(system, tiny_corpus):
 
 def test_switching_a_run_folder_to_the_other_system_retrains(tiny_features, tiny_config, tmp_path):
     from pipeline.train import vqmivc, vqvae
-    config = tiny_config.replace(["vqvae.train.steps=2", "vqvae.train.validate_every=0"])
+    config = tiny_config.replace(["vqvae.train.steps=2", "vqvae.train.val_max_utterances=0"])
     vqvae.train(tiny_features, tmp_path / "run", config, progress=False)
     logs = []
     path = vqmivc.train(tiny_features, tmp_path / "run", config.replace(VQMIVC_OVERRIDES), progress=False,

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.contract.abxtask import task_file_path
 from pipeline.contract.names import ALL_SPLITS, FILELIST_KINDS, LANGUAGES, SAMPLE_RATE, TRAIN_SPLITS
 from pipeline.core.audio import read_wav, wav_info
 from pipeline.core.errors import UserError
@@ -225,6 +226,12 @@ class Dataset:
             return path
         official = self.root / "2019" / "ABXTasks" / f"{self.language}.item"
         return official if kind == "excerpt" and official.is_file() else None
+
+    def abx_task_file(self) -> Path:
+        """Where the official evaluator reads this language's ABXpy task (it may be absent):
+        ROOT/2019/ABXTasks/byCtxt_acSpkr.abx, surprise_byCtxt_acSpkr.abx for the surprise language
+        (``pipeline.contract.abxtask``)."""
+        return task_file_path(self.root, self.language)
 
     def filelist(self, kind: str, lists_dir: str | os.PathLike | None = None) -> Path | None:
         """An official-format file list (required/embedding/bitrate), from ``lists_dir`` (the

@@ -32,8 +32,8 @@ MAX_AUDIO_SECONDS = 300
 #   silence too): loudness normalisation would only amplify a dead vocoder's floor noise.
 # Measured on each training batch of the tiny preset: healthy runs (waveform and istft heads,
 # rates up to 10x the preset's) keep the deviation within 0.002-0.15 and pin no sample;
-# melgan.train.lr_generator=1 gives 0.57 after its first update at that rate, then pins 100 % of
-# the samples; lr_generator=0.1 pins 99-100 %.
+# a generator rate of 1 (melgan.train.lr=1) gives 0.57 after its first update at that rate, then
+# pins 100 % of the samples; 0.1 pins 99-100 %.
 FULL_SCALE = 0.999
 MAX_PINNED = 0.5
 LOUD_STD = 0.5

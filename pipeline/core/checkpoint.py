@@ -11,9 +11,14 @@ A checkpoint is a single ``torch.save`` dict, written atomically::
     optimizers   {name: state_dict}
     meta         {"speakers": {name: id}, "feature_spec": {...}, ...}
     history      [{"step": s, "metric": value, ...}, ...]   (curves survive a resume)
+
+A model is rebuilt from the constructor arguments in its meta (``known_arguments``); a setting
+stored there that this version no longer has (a retired switch) is dropped, and the weights then
+say whether the model still fits: loading them is the check (one ``Error:`` line when they do not).
 """
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
@@ -98,6 +103,15 @@ def check_schema(path: Path, payload: dict) -> None:
     for name, state in payload["models"].items():
         if not isinstance(state, dict):
             _damaged(path, f"model {name!r} is a {type(state).__name__}, expected a state dict")
+
+
+def known_arguments(target, arguments: dict) -> dict:
+    """The entries of ``arguments`` (a checkpoint's stored constructor arguments) that ``target``
+    (a class or a dataclass) still takes; the others name settings this version retired."""
+    if not isinstance(arguments, dict):
+        raise TypeError(f"stored arguments are a {type(arguments).__name__}, not a mapping")
+    names = inspect.signature(target).parameters
+    return {name: value for name, value in arguments.items() if name in names}
 
 
 def _damaged(path: Path, detail: str):

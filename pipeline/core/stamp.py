@@ -24,12 +24,6 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def without_off_values(settings: dict, off_values: dict) -> dict:
-    """``settings`` less the keys of ``off_values`` that hold their off value. A setting added after
-    runs were made enters an identity only once it is switched on, so those runs keep theirs."""
-    return {k: v for k, v in settings.items() if not (k in off_values and v == off_values[k])}
-
-
 def file_identity(path: str | os.PathLike, name: str | None = None) -> tuple[str, int, int]:
     """(name, size, mtime in ns): what changes when a file is rewritten."""
     st = os.stat(path)

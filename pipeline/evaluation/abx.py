@@ -26,17 +26,27 @@ items given in seconds inside long files the frame period is the file duration d
 its number of lines and a frame is selected when its centre lies in [onset, offset]; an item
 shorter than one frame gets the frame nearest to its midpoint (so no item is ever empty).
 
-The distance and scoring kernels are compiled with numba and run in parallel threads.
+Items of an official ABXpy task file (``pipeline.contract.abxtask``) follow ABXpy itself: frame
+i of a file of L lines has the time i / L (the official 2019 loader), an item keeps the frames
+with onset <= time <= offset, and exactly the file's triplets are scored (``task_from_file``);
+an item left without frames is at distance 0 from another empty item and inf from any other, as
+in ``ABXpy.distance``.
+
+The distance and scoring kernels are compiled with numba and run in parallel threads. The
+compiled code is cached on disk (``numba_cache_dir``): only the first run of this code on a
+machine compiles (about 10 to 20 s); later processes load it in well under a second.
 """
 from __future__ import annotations
 
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numba
 import numpy as np
 
+from pipeline.contract.abxtask import AbxTaskFile
 from pipeline.contract.items import ItemTable
 from pipeline.contract.names import EVALUATOR_DISTANCES
 from pipeline.core.errors import UserError
@@ -46,6 +56,25 @@ from pipeline.core.errors import UserError
 # The workqueue layer does neither (an explicit NUMBA_THREADING_LAYER still wins).
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
+
+
+def numba_cache_dir() -> Path:
+    """Where the compiled kernels are cached: ``$NUMBA_CACHE_DIR``, else ``$ZS2020_CACHE/numba``,
+    else ``$XDG_CACHE_HOME/zs2020/numba`` (``~/.cache/zs2020/numba``). numba's own default, a
+    ``__pycache__`` beside this file, is not writable for an installed package or a read-only
+    checkout. Entries are keyed by the source file's folder and content: moving or deleting the
+    folder costs one compilation, and so does an edit of this file. Where the folder cannot be
+    written, numba falls back to its own default."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(os.environ["NUMBA_CACHE_DIR"])
+    if os.environ.get("ZS2020_CACHE"):
+        return Path(os.environ["ZS2020_CACHE"]) / "numba"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "zs2020" / "numba"
+
+
+# numba reads NUMBA_CACHE_DIR once, when it is first imported (librosa may have imported it
+# already): set its config before the kernels below are defined, so their caches go there.
+numba.config.CACHE_DIR = str(numba_cache_dir())
 
 DISTANCES = EVALUATOR_DISTANCES
 
@@ -91,9 +120,14 @@ class Task:
     speaker: np.ndarray
     context: np.ndarray
     blocks: list[np.ndarray] = field(default_factory=list)   # item indices per context
+    # a task file's own triplets: per block, (n, 3) rows A, B, X as positions in the block;
+    # None: every triplet the labels allow (item files)
+    listed: list[np.ndarray] | None = None
 
     @property
     def n_items_used(self) -> int:
+        if self.listed is not None:
+            return int(sum(np.unique(t).size for t in self.listed))
         return int(sum(len(b) for b in self.blocks))
 
 
@@ -108,6 +142,35 @@ def build_task(items: ItemTable) -> Task:
         if _block_has_triplet(phone[block], speaker[block]):
             task.blocks.append(block)
     return task
+
+
+def task_from_file(task_file: AbxTaskFile) -> Task:
+    """The task of an ABXpy task file: its blocks (BY values) and exactly its triplets."""
+    phone_names, phone = np.unique(task_file.phones, return_inverse=True)
+    speaker_names, speaker = np.unique(task_file.speakers, return_inverse=True)
+    starts = task_file.block_starts
+    context = np.repeat(np.arange(len(task_file.bys)), np.diff(starts))
+    task = Task(phone_names, speaker_names, np.array(task_file.bys), phone.reshape(-1), speaker.reshape(-1),
+                context, listed=[])
+    for k in range(len(task_file.bys)):
+        task.blocks.append(np.arange(starts[k], starts[k + 1]))
+        rows = task_file.triplets[task_file.triplet_starts[k]:task_file.triplet_starts[k + 1]]
+        task.listed.append(rows - starts[k])
+    return task
+
+
+def timed_item_features(task_file: AbxTaskFile, features: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """One (frames, dim) array per item of a task file, selected as ABXpy does on the official
+    2019 loader's time stamps: frame i of L has the time i / L, an item keeps the frames with
+    onset <= time <= offset (possibly none)."""
+    out = []
+    for name, onset, offset in zip(task_file.files, task_file.onsets, task_file.offsets):
+        if name not in features:
+            raise UserError(f"no unit file {name}.txt for an item of the ABX task {task_file.path}")
+        feats = features[name]
+        times = np.arange(len(feats)) / len(feats)
+        out.append(feats[(times >= onset) & (times <= offset)])
+    return out
 
 
 def _block_has_triplet(phone: np.ndarray, speaker: np.ndarray) -> bool:
@@ -284,11 +347,13 @@ class PackedFeatures:
     lengths: np.ndarray
 
 
-def pack_features(arrays: list[np.ndarray], distance: str) -> PackedFeatures:
+def pack_features(arrays: list[np.ndarray], distance: str, allow_empty: bool = False) -> PackedFeatures:
+    """``allow_empty``: items without frames are kept (the task-file path gives them ABXpy's
+    distances: 0 to another empty item, inf to any other); otherwise they are an error."""
     if distance not in DISTANCES:
         raise UserError(f"unknown ABX distance {distance!r}: use one of {', '.join(DISTANCES)}")
     lengths = np.array([len(a) for a in arrays], dtype=np.int64)
-    if np.any(lengths == 0):
+    if np.any(lengths == 0) and not allow_empty:
         raise ValueError("an ABX item has no frames")
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     frames = np.concatenate([np.asarray(a, dtype=np.float64) for a in arrays]) + 0.0  # -0.0 -> 0.0
@@ -344,6 +409,8 @@ class Cells:
 
 
 def score_cells(task: Task, packed: PackedFeatures) -> Cells:
+    if task.listed is not None:
+        return _score_listed(task, packed)
     lefts, rights, offsets, shapes = [], [], [], []
     total = 0
     for block in task.blocks:
@@ -380,6 +447,33 @@ def score_cells(task: Task, packed: PackedFeatures) -> Cells:
     cat = {k: np.concatenate(v) for k, v in rows.items()}
     return Cells(cat["pa"], cat["pb"], cat["sa"], cat["sx"], cat["ctx"], cat["score"], cat["n"],
                  int(computed.size), int(np.isnan(computed).sum()), int(ties[0]))
+
+
+def _score_listed(task: Task, packed: PackedFeatures) -> Cells:
+    """Score exactly the task file's triplets (ABXpy's ``score`` then ``analyze``): one
+    distance per distinct (A or B, X) pair, cells keyed by (block, phone A, phone B, speaker A,
+    speaker X), i.e. analyze's (by, <on>_1, <on>_2, <across>_1, <across>_2)."""
+    triplets = np.concatenate([block[rows] for block, rows in zip(task.blocks, task.listed)]).reshape(-1, 3)
+    a, b, x = triplets[:, 0], triplets[:, 1], triplets[:, 2]
+    n_items = len(task.phone)
+    pairs, inverse = np.unique(np.concatenate([a * n_items + x, b * n_items + x]), return_inverse=True)
+    left, right = pairs // n_items, pairs % n_items
+    empty_left, empty_right = packed.lengths[left] == 0, packed.lengths[right] == 0
+    # ABXpy.distance: an item without frames is at 0 from another one, at inf from any other
+    dist = np.where(empty_left & empty_right, 0.0, np.inf)
+    full = ~(empty_left | empty_right)
+    dist[full] = pair_distances(packed, left[full], right[full])
+    d = dist[inverse.reshape(-1)]
+    dax, dbx = d[:len(a)], d[len(a):]
+    tie = ~(dax < dbx) & ~(dax > dbx)          # equal, or NaN on either side
+    score = np.where(dax < dbx, 1.0, np.where(tie, 0.5, 0.0))
+    keys = np.stack([task.context[a], task.phone[a], task.phone[b], task.speaker[a], task.speaker[x]], axis=1)
+    cells, which = np.unique(keys, axis=0, return_inverse=True)
+    which = which.reshape(-1)
+    counts = np.bincount(which)
+    return Cells(cells[:, 1], cells[:, 2], cells[:, 3], cells[:, 4], cells[:, 0],
+                 np.bincount(which, weights=score) / counts, counts,
+                 int(len(pairs)), int(np.isnan(dist).sum()), int(tie.sum()))
 
 
 def _group_mean(keys: list[np.ndarray], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -459,7 +553,7 @@ def not_applicable(distance: str, packed: PackedFeatures, cells: Cells) -> str |
 
 def abx(task: Task, item_arrays: list[np.ndarray], distance: str) -> AbxResult:
     """ABX error (%) of one feature set (one (frames, dim) array per item of the task)."""
-    packed = pack_features(item_arrays, distance)
+    packed = pack_features(item_arrays, distance, allow_empty=task.listed is not None)
     cells = score_cells(task, packed)
     mean, per_pair = average_cells(cells)
     names = task.phone_names

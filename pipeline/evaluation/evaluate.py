@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 
 from models.logmel import FeatureSpec
+from pipeline.contract.abxtask import is_task_file, read_task_file
 from pipeline.contract.dataset import Dataset, read_filelist
 from pipeline.contract.items import read_items
 from pipeline.contract.names import LANGUAGES, METADATA_DISTANCE, UNIT_FOLDERS
@@ -60,21 +61,24 @@ class EvaluationSettings:
     lists_dir: str | None
     speech: bool
     baselines: bool
+    items: tuple[tuple[str, str], ...] = ()    # (language, ABX task or item file) given by --items
 
     def to_dict(self) -> dict:
         return {"distances": list(self.distances), "item_kind": self.item_kind, "lists": self.lists_dir,
-                "speech": self.speech, "baselines": self.baselines}
+                "speech": self.speech, "baselines": self.baselines, "items": dict(self.items)}
 
     @classmethod
     def resolve(cls, config: Config, distances=None, item_kind=None, jobs=None, lists_dir=None, speech=None,
-                baselines=None) -> "EvaluationSettings":
-        """The config's ``evaluate:`` section, with any argument given here winning."""
+                baselines=None, items=None) -> "EvaluationSettings":
+        """The config's ``evaluate:`` section, with any argument given here winning. ``items``:
+        {language: ABX task file or item file}."""
         ev = config.evaluate
         return cls(distances=tuple(distances or ev.distances), item_kind=item_kind or ev.item_kind,
                    jobs=pool_size(ev.jobs if jobs is None else jobs, 1 << 30),
                    lists_dir=str(lists_dir) if lists_dir else None,
                    speech=ev.speech.enabled if speech is None else speech,
-                   baselines=ev.baselines if baselines is None else baselines)
+                   baselines=ev.baselines if baselines is None else baselines,
+                   items=tuple(sorted((lang, str(path)) for lang, path in (items or {}).items())))
 
 
 def declared_distance(tree: SubmissionTree) -> tuple[str, str | None]:
@@ -114,24 +118,38 @@ def load_unit_files(tree: SubmissionTree, folder: str, stems: list[str]) -> dict
 
 
 class LanguageTask:
-    """Everything about one language that does not depend on the submission."""
+    """Everything about one language that does not depend on the submission.
 
-    def __init__(self, dataset: Dataset, item_kind: str, lists_dir: str | None):
+    ABX items, first found first: ``items`` (``--items``: an ABXpy task file or a 7-column item
+    file), the official task file ROOT/2019/ABXTasks/byCtxt_acSpkr.abx (surprise_...abx for the
+    surprise language; excerpt items only), the dataset's abx/test.item (test_long.item for
+    ``long``). Without any, ``skip_reason`` says what is missing and where it was looked for."""
+
+    def __init__(self, dataset: Dataset, item_kind: str, lists_dir: str | None, items: str | Path | None = None):
         self.dataset = dataset
         self.item_kind = item_kind
         self.whole_file = item_kind == "excerpt"
-        item_path = dataset.item_file(item_kind)
-        self.items = read_items(item_path) if item_path else None
-        self.item_path = item_path
-        self.task = abxlib.build_task(self.items) if self.items is not None else None
-        self.skip_reason = None if self.task else f"no ABX item file ({item_kind})"
+        self.items = self.task_file = self.task = None
+        self.item_path, looked = abx_source(dataset, item_kind, items)
+        self.skip_reason = None if self.item_path else (
+            f"no ABX task: looked for {' and '.join(map(str, looked))}"
+            + ("; the organisers never released the surprise language's task" if dataset.language == "surprise" else ""))
+        if self.item_path is not None and is_task_file(self.item_path):
+            self.task_file = read_task_file(self.item_path)
+            self.task = abxlib.task_from_file(self.task_file)
+        elif self.item_path is not None:
+            self.items = read_items(self.item_path)
+            self.task = abxlib.build_task(self.items)
         if self.task is not None and not self.task.blocks:
             # e.g. test speakers that share no triphone context: nothing to score
-            self.task, self.skip_reason = None, f"{item_path} has no ABX triplet"
+            self.task, self.skip_reason = None, f"{self.item_path} has no ABX triplet (no context said by two speakers)"
         bitrate_list = dataset.filelist("bitrate", lists_dir)
         # (stem, listed duration): unit files are keyed by stem
         self.bitrate_rows = ([(Path(name).stem, dur) for name, dur in read_filelist(bitrate_list)]
                              if bitrate_list else None)
+        self.bitrate_skip_reason = None if bitrate_list else (
+            f"no bitrate file list: looked for bitrate_filelist.txt in "
+            + (f"--filelists {lists_dir} and " if lists_dir else "") + f"{dataset.lang_dir / 'lists'}")
         self._test_utts = {u.utt_id: u for u in dataset.utterances("test", required=False)}
 
     def test_utterance(self, stem: str):
@@ -140,8 +158,14 @@ class LanguageTask:
         return self._test_utts[stem]
 
     @property
+    def n_items(self) -> int:
+        source = self.task_file if self.task_file is not None else self.items
+        return len(source) if source is not None else 0
+
+    @property
     def item_stems(self) -> list[str]:
-        return sorted(set(self.items.files.tolist())) if self.items is not None else []
+        source = self.task_file if self.task_file is not None else self.items
+        return sorted(set(source.files.tolist())) if source is not None else []
 
     @property
     def bitrate_stems(self) -> list[str]:
@@ -154,7 +178,23 @@ class LanguageTask:
         return {stem: self.test_utterance(stem).duration() for stem in self.item_stems}
 
     def item_arrays(self, features: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if self.task_file is not None:
+            return abxlib.timed_item_features(self.task_file, features)
         return abxlib.item_features(self.items, features, self.whole_file, self.durations())
+
+
+def abx_source(dataset: Dataset, item_kind: str, items: str | Path | None) -> tuple[Path | None, list[Path]]:
+    """(the ABX items to use or None, the places looked at): ``items`` if given, else the
+    official task file (excerpt items only), else the dataset's own item file."""
+    if items:
+        if not Path(items).is_file():
+            raise UserError(f"--items {items}: no such file (an ABXpy task file or a 7-column item file)")
+        return Path(items), [Path(items)]
+    looked = [dataset.abx_task_file()] if item_kind == "excerpt" else []
+    if looked and looked[0].is_file():
+        return looked[0], looked
+    item_path = dataset.item_file(item_kind)
+    return item_path, looked + [dataset.lang_dir / "abx" / ("test.item" if item_kind == "excerpt" else "test_long.item")]
 
 
 @dataclass
@@ -162,6 +202,7 @@ class LanguageResults:
     abx: dict[str, dict[str, abxlib.AbxResult]] = field(default_factory=dict)   # folder -> distance -> result
     bitrate: dict = field(default_factory=dict)                                  # folder -> BitrateResult
     warnings: list[str] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)                       # score -> why it is null
 
 
 def score_features(lang: LanguageTask, features: dict[str, np.ndarray], distances: tuple[str, ...], label: str,
@@ -190,27 +231,32 @@ def evaluate_language(tree: SubmissionTree, lang: LanguageTask, settings: Evalua
             out.abx[folder_name] = score_features(lang, units, settings.distances, folder_name, log)
         if lang.bitrate_rows:
             out.bitrate[folder_name] = bitrate(units, lang.bitrate_rows)
-    if "test" not in out.abx and "test" not in out.bitrate:
+    if not tree.is_dir(f"{base}/test"):
         raise UserError(f"{base}: found no data to evaluate (no test/ folder)")
     if settings.baselines and lang.task is not None:
         utts = {stem: lang.test_utterance(stem) for stem in lang.item_stems}
         for kind, feats in compute_baselines(utts, spec).items():
             out.abx[f"baseline_{kind}"] = score_features(lang, feats, settings.distances, f"baseline {kind}", log)
     if lang.task is None:
-        out.warnings.append(f"{lang.dataset.lang_dir}: {lang.skip_reason}; ABX skipped")
+        out.missing["abx"] = lang.skip_reason
     if not lang.bitrate_rows:
-        out.warnings.append(f"{lang.dataset.lang_dir}: no bitrate file list; bitrate skipped")
+        out.missing["bitrate"] = lang.bitrate_skip_reason
+    out.warnings += [f"{lang.dataset.lang_dir}: {reason}; {name} skipped" for name, reason in out.missing.items()]
     return out
 
 
 def official_json(results: LanguageResults, declared: str) -> dict:
-    """The official evaluator's per-language JSON (only submission folders, official values)."""
+    """The official evaluator's per-language JSON (only submission folders, official values); a
+    score that could not be computed is null with ``<score>_missing``, the reason, beside it."""
     details_abx = {f: {d: r.error for d, r in res.items()} for f, res in results.abx.items() if f in UNIT_FOLDERS}
     details_bitrate = {f: r.bitrate for f, r in results.bitrate.items()}
     test_abx = details_abx.get("test", {})
     abx_value = test_abx.get(declared, next(iter(test_abx.values()), None))
-    return {"scores": {"abx": abx_value, "bitrate": details_bitrate.get("test")},
-            "details_bitrate": details_bitrate, "details_abx": details_abx}
+    scores = {"abx": abx_value, "bitrate": details_bitrate.get("test")}
+    for name, reason in results.missing.items():
+        if scores.get(name) is None:
+            scores[f"{name}_missing"] = reason
+    return {"scores": scores, "details_bitrate": details_bitrate, "details_abx": details_abx}
 
 
 def mfcc_ratio(results: LanguageResults, declared: str) -> float | None:
@@ -247,6 +293,17 @@ def submission_fingerprint(tree: SubmissionTree, submission: Path) -> list:
                   if rel.startswith("2019/"))
 
 
+def abx_inputs(dataset_root: str | Path, languages: list[str], settings: EvaluationSettings) -> list:
+    """The ABX task or item file of each language, with its size and time: adding the official
+    task file to a dataset (or replacing it) makes the next evaluation redo the scores."""
+    out = []
+    for language in languages:
+        path, _ = abx_source(Dataset(dataset_root, language), settings.item_kind, dict(settings.items).get(language))
+        st = path.stat() if path is not None else None
+        out.append([language, str(path), st.st_size if st else None, st.st_mtime_ns if st else None])
+    return out
+
+
 def converted_wavs(tree: SubmissionTree, language: str) -> dict[str, bytes]:
     test = f"2019/{language}/test"
     return {name: tree.read_bytes(f"{test}/{name}", MAX_WAV_BYTES) for name in sorted(tree.names(test))
@@ -265,6 +322,7 @@ def evaluate_submission(submission: str | Path, dataset_root: str | Path, out: s
     submission, out = Path(submission), Path(out)
     claim_folder(out, "evaluate", [Input("the submission", submission), Input("--dataset", dataset_root),
                                    Input("--run", run, holds_outputs=True), Input("--lists", settings.lists_dir),
+                                   *(Input("--items", path) for _, path in settings.items),
                                    *(Input("checkpoint", path) for path in (RunLayout.of(run).checkpoints if run else []))], replaces=True)
     abxlib.set_jobs(settings.jobs)
     spec = feature_spec(config)
@@ -283,7 +341,9 @@ def evaluate_submission(submission: str | Path, dataset_root: str | Path, out: s
     with output_lock(out, "evaluation"), open_submission(submission) as tree:
         one_shot = plan_one_shot(run) if settings.speech and config.evaluate.speech.one_shot_trials else None
         fp = fingerprint(submission_fingerprint(tree, submission), settings, config.evaluate, config.features,
-                         str(Path(dataset_root).resolve()), one_shot.identity() if one_shot else None)
+                         str(Path(dataset_root).resolve()),
+                         (one_shot.identity(), config.conversion.to_dict()) if one_shot else None,
+                         abx_inputs(dataset_root, languages, settings))
         scores_path = out / "scores.json"
         if not force and is_up_to_date(out, fp) and scores_path.is_file():
             log(f"{scores_path} is up to date (use --force to redo)")
@@ -297,9 +357,13 @@ def evaluate_submission(submission: str | Path, dataset_root: str | Path, out: s
             if not tree.is_dir(f"2019/{language}") or language not in LANGUAGES:
                 continue
             start = time.perf_counter()
-            lang = LanguageTask(Dataset(dataset_root, language), settings.item_kind, settings.lists_dir)
-            log(f"{language}: {len(lang.items) if lang.items is not None else 0} ABX items, "
-                f"{len(lang.task.blocks) if lang.task else 0} contexts with triplets")
+            lang = LanguageTask(Dataset(dataset_root, language), settings.item_kind, settings.lists_dir,
+                                dict(settings.items).get(language))
+            for reason in filter(None, (lang.skip_reason, lang.bitrate_skip_reason)):
+                log(f"{language}: {reason}")
+            if lang.task is not None:
+                log(f"{language}: {lang.n_items} ABX items, {len(lang.task.blocks)} contexts with triplets "
+                    f"({lang.item_path})")
             results = evaluate_language(tree, lang, settings, spec, log)
             scores["2019"][language] = official_json(results, declared)
             extras[language] = extras_json(results, lang, declared)
@@ -313,7 +377,7 @@ def evaluate_submission(submission: str | Path, dataset_root: str | Path, out: s
                 log(f"{language}: one-shot conversion of {speech.one_shot_trials} test utterances")
                 extras[language]["one_shot"], one_shot_wavs[language] = one_shot_measures(
                     one_shot, lang.dataset, speech.one_shot_trials, config.seed, speech.voice_utts,
-                    tuple(speech.measures), jobs=settings.jobs)
+                    tuple(speech.measures), jobs=settings.jobs, tract_search=config.conversion.tract_search)
             extras[language]["seconds"] = round(time.perf_counter() - start, 1)
         if not scores["2019"]:
             raise UserError(f"{submission}: no language of the dataset ({', '.join(languages)}) in 2019/")

@@ -82,18 +82,16 @@ def _wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
 
 
 def one_shot_measures(plan: OneShotPlan, dataset: Dataset, trials: int, seed: int,
-                      voice_utts: int, measures: tuple[str, ...], jobs: int = 1,
-                      progress: bool = True) -> tuple[dict, dict[str, bytes]]:
-    """(the scores, {wav name: converted wav bytes}); {"skipped": reason} when impossible."""
+                      voice_utts: int, measures: tuple[str, ...], jobs: int = 1, progress: bool = True,
+                      tract_search: float = 0.0) -> tuple[dict, dict[str, bytes]]:
+    """(the scores, {wav name: converted wav bytes}); {"skipped": reason} when impossible.
+    ``tract_search`` is the run's ``conversion.tract_search`` (a VQMIVC source has none)."""
     pairs = choose_trials(dataset, trials, seed)
     if not pairs:
         return {"skipped": f"{dataset.lang_dir}/test has no two speakers with utterances of "
                            f"{MIN_SECONDS:g} s or more"}, {}
     converter = Converter(plan.unit_system, plan.vocoder, vocoder="melgan" if plan.vocoder else "griffinlim",
-                          device="cpu")
-    if getattr(converter.vocoder, "conditioned", False):
-        return {"skipped": f"the vocoder {plan.vocoder} is speaker-conditioned and cannot render unseen voices "
-                           f"(train a universal one: make melgan-universal)"}, {}
+                          device="cpu", tract_search=tract_search)
     spec = converter.spec        # the unit system's features: what the measures analyse too
     rate = spec.sample_rate
     long_utts = [u for u in dataset.utterances("test", required=False) if u.duration() >= MIN_SECONDS]

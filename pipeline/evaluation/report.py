@@ -34,7 +34,7 @@ def write_report(out: Path, scores: dict) -> None:
                   f"({ext['declared_distance']}, declared in 2019/metadata.yaml)"
                   + (f", **{ratio:.2f} x the MFCC baseline** of this run" if ratio is not None else "")
                   + f", **bitrate {_fmt(official['scores']['bitrate'])} bits/s**. "
-                  f"Items: {ext['item_kind']} ({ext['item_file']}).", ""]
+                  f"Items: {ext['item_kind']} ({ext['item_file'] or 'none: no ABX'}).", ""]
         lines += _abx_table(ext)
         lines += _na_notes(ext)
         lines += [f"- warning: {w}" for w in ext.get("warnings", [])]

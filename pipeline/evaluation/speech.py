@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,17 +37,28 @@ _MODELS: dict = {}   # per process: loaded lazily, reused across lines
 
 
 # --------------------------------------------------------------------------- models
+def _resemblyzer():
+    """The resemblyzer module, imported without its dependencies' warnings: its first import
+    loads webrtcvad, whose ``import pkg_resources`` makes setuptools (pinned < 81 for that very
+    import) print a deprecation warning in every process that scores speech, and its own
+    ``scipy.ndimage.morphology`` import warns too. Neither is about this project's code or
+    actionable by its users; only those two messages are filtered, and only around this import."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*scipy.ndimage.morphology", category=DeprecationWarning)
+        import resemblyzer
+    return resemblyzer
+
+
 def _encoder():
     if "encoder" not in _MODELS:
-        from resemblyzer import VoiceEncoder
-        _MODELS["encoder"] = VoiceEncoder("cpu", verbose=False)
+        _MODELS["encoder"] = _resemblyzer().VoiceEncoder("cpu", verbose=False)
     return _MODELS["encoder"]
 
 
 def speaker_embedding(audio: np.ndarray) -> np.ndarray:
     """256-d unit GE2E embedding. Silence trimming is skipped when it leaves under 0.5 s."""
-    from resemblyzer import preprocess_wav
-    wav = preprocess_wav(np.asarray(audio, dtype=np.float32), source_sr=SAMPLE_RATE)
+    wav = _resemblyzer().preprocess_wav(np.asarray(audio, dtype=np.float32), source_sr=SAMPLE_RATE)
     if len(wav) < 8000:
         wav = np.asarray(audio, dtype=np.float32)
     return _encoder().embed_utterance(wav)

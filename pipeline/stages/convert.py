@@ -1,5 +1,6 @@
 """``zs2020 convert``: re-speak one wav, or every synthesis.txt line of a dataset, in a target voice,
-or (vqmivc runs) one wav in the voice of a reference utterance."""
+or (vqmivc runs) one wav in the voice of a reference utterance. The ``conversion:`` settings come
+from the config stored with the unit-system checkpoint, with trailing ``key=value`` overrides."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +15,7 @@ from pipeline.core.outputs import Input, claim_folder, refuse_overlap
 from pipeline.core.layout import RunLayout
 from pipeline.core.runtime import set_threads
 from pipeline.core.threads import pool_size
+from pipeline.stages.options import checkpoint_config, overrides_argument
 from pipeline.systems.converter import Converter, convert_synthesis
 from pipeline.systems.vocoders import VOCODERS
 
@@ -65,14 +67,18 @@ def one_shot_vocoder(run: Path | None, melgan: Path | None) -> tuple[Path | None
               help="With --dataset: conversion processes [default: one per CPU this process may use].")
 @click.option("--force", is_flag=True, help="With --dataset: reconvert files that are already up to date.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@overrides_argument
 def convert_command(run, vqvae, melgan, vocoder, source, target, reference, dataset, language, out, device, threads,
-                    jobs, force, quiet):
+                    jobs, force, quiet, overrides):
     """Re-speak one wav, or every synthesis.txt line of a dataset, in a target voice.
+
+    OVERRIDES are key=value settings on top of the config stored with the unit-system checkpoint;
+    the conversion: ones act here, e.g. conversion.tract_search=0 (no stretch of the source).
 
     \b
     zs2020 convert --run data/runs/demo --source in.wav --target V001 --out out.wav
     zs2020 convert --run data/runs/demo --source in.wav --reference them.wav --out out.wav
-    zs2020 convert --run data/runs/demo --dataset data/corpus --out converted/
+    zs2020 convert --run data/runs/demo --dataset data/corpus --out converted/ conversion.tract_search=0
     """
     if (source is None) == (dataset is None):
         raise UserError("give exactly one of --source (with --target) or --dataset")
@@ -87,14 +93,15 @@ def convert_command(run, vqvae, melgan, vocoder, source, target, reference, data
     if source is not None:
         check_output_path(out, "file")
         refuse_overlap(out, inputs)
-    else:
+    settings = checkpoint_config(vqvae, overrides).conversion      # a bad override fails before any output
+    if source is None:
         claim_folder(out, "convert", inputs)
     note = None
     if reference is not None and vocoder == "melgan" and given_melgan is None:
         melgan, note = one_shot_vocoder(run, melgan)
     set_threads(threads)
+    converter = Converter(vqvae, melgan, vocoder=vocoder, device=device, tract_search=settings.tract_search)
     if source is not None:
-        converter = Converter(vqvae, melgan, vocoder=vocoder, device=device)
         voice = None
         if reference is not None:
             voice = converter.reference_voice(read_wav(reference, converter.spec.sample_rate), str(reference))
@@ -106,7 +113,6 @@ def convert_command(run, vqvae, melgan, vocoder, source, target, reference, data
                    f"{len(audio) / converter.spec.sample_rate:.2f} s)")
     else:
         data = Dataset(dataset, language)
-        converter = Converter(vqvae, melgan, vocoder=vocoder, device=device)
         paths = convert_synthesis(data, out, converter, progress=not quiet, skip_up_to_date=not force,
                                   jobs=1 if threads else pool_size(jobs or None, len(data.synthesis())))
         click.echo(f"wrote {len(paths)} wavs to {out}")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.contract.names import EVALUATOR_DISTANCES, METADATA_DISTANCE
+from pipeline.contract.names import EVALUATOR_DISTANCES, LANGUAGES, METADATA_DISTANCE
 from pipeline.evaluation.evaluate import evaluate_submission
 from pipeline.stages.options import config_option, overrides_argument, run_config
 
@@ -17,6 +17,19 @@ def _distances(value: str) -> tuple[str, ...]:
     if bad or not names:
         raise click.BadParameter(f"use a comma-separated subset of {','.join(EVALUATOR_DISTANCES)}")
     return tuple(dict.fromkeys(lookup[n.lower()] for n in names))
+
+
+def _items(values: tuple[str, ...]) -> dict[str, Path]:
+    """``--items [LANGUAGE=]PATH`` (repeatable; a bare PATH is English's) -> {language: path}."""
+    out = {}
+    for value in values:
+        language, sep, path = value.partition("=")
+        if not sep or language not in LANGUAGES:
+            language, path = "english", value
+        if language in out:
+            raise click.BadParameter(f"two item files for {language}", param_hint="--items")
+        out[language] = Path(path)
+    return out
 
 
 def summary_line(language: str, entry: dict, extras: dict) -> str:
@@ -55,10 +68,14 @@ def summary_line(language: str, entry: dict, extras: dict) -> str:
 @click.option("--item-kind", type=click.Choice(["excerpt", "long"]), default=None,
               help="excerpt: each excerpt file is one whole-file item (official); long: spans in seconds inside "
                    "the long test utterances [default: evaluate.item_kind].")
+@click.option("--items", "items", multiple=True, metavar="[LANGUAGE=]PATH",
+              help="ABX items: an ABXpy task file (.abx) or a 7-column item file (.item); a bare PATH is "
+                   "English's [default: the dataset's 2019/ABXTasks/byCtxt_acSpkr.abx (surprise_byCtxt_acSpkr.abx), "
+                   "else 2019/<language>/abx/test.item].")
 @click.option("--force", is_flag=True, help="Re-evaluate even when OUT/scores.json is up to date.")
 @overrides_argument
 def evaluate_command(submission, dataset_root, out, run, preset, jobs, filelists, distances, no_speech, no_baselines,
-                     item_kind, force, overrides):
+                     item_kind, items, force, overrides):
     """Score SUBMISSION (folder or zip): ABX (cosine, KL, levenshtein) and bitrate exactly as the
     official 2019 evaluation for test/ and auxiliary_embedding1/2, MFCC and log-mel baselines on
     the same items, and automatic measures of the converted wavs.
@@ -73,7 +90,7 @@ def evaluate_command(submission, dataset_root, out, run, preset, jobs, filelists
                                  log=lambda text: click.echo(text, err=True), run=run or Path(submission).parent,
                                  distances=_distances(distances) if distances else None, item_kind=item_kind,
                                  jobs=jobs, lists_dir=filelists, speech=False if no_speech else None,
-                                 baselines=False if no_baselines else None)
+                                 baselines=False if no_baselines else None, items=_items(items))
     for language, entry in scores["2019"].items():
         click.echo(summary_line(language, entry, scores["zs2020_extras"].get(language, {})))
     click.echo(f"wrote {Path(out) / 'scores.json'} and {Path(out) / 'report.md'}")

@@ -3,7 +3,8 @@
 Training stages start from a preset (``--config``, default ``demo``). Later stages (convert,
 submit, units, evaluate) use the config stored with the run's unit-system checkpoint, so
 ``make evaluate CONFIG=full`` and a run trained with ``full`` agree; ``--config`` replaces it
-and trailing ``key=value`` overrides apply on top of either.
+and trailing ``key=value`` overrides apply on top of either (``conversion.tract_search=0``
+changes how a trained run converts, without retraining).
 """
 from __future__ import annotations
 
@@ -29,9 +30,13 @@ def run_config(run: str | Path | None, preset: str | None, overrides=()) -> Conf
         return load_config(preset, overrides)
     checkpoint = RunLayout.of(run).vqvae_checkpoint if run else None
     if checkpoint is not None and checkpoint.is_file():
-        stored = load_checkpoint(checkpoint)
-        return config_from_checkpoint(stored["config"], checkpoint).replace(overrides)
+        return checkpoint_config(checkpoint, overrides)
     return load_config("demo", overrides)
+
+
+def checkpoint_config(checkpoint: str | Path, overrides=()) -> Config:
+    """The config stored in a checkpoint, with overrides applied on top."""
+    return config_from_checkpoint(load_checkpoint(checkpoint)["config"], checkpoint).replace(overrides)
 
 
 def config_option(default: str | None):

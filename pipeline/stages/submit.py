@@ -3,7 +3,8 @@
 The stage encodes every listed test wav and converts every synthesis line through
 ``pipeline.systems`` and hands the finished unit arrays and wavs to ``submission.writer``. It is
 skipped when its stamp records the same inputs (checkpoints, file lists, test wavs, synthesis
-lines, the ``submission:`` settings); a second run on the same output fails at once.
+lines, the ``submission:`` and ``conversion:`` settings); a second run on the same output fails
+at once.
 """
 from __future__ import annotations
 
@@ -45,14 +46,16 @@ class SubmissionResult:
 
 
 def inputs_fingerprint(plans: dict[str, LanguagePlan], checkpoints: list[Path], config: Config, vocoder: str) -> str:
-    """Everything the folder's content depends on (not jobs or the zip level)."""
+    """Everything the folder's content depends on (not jobs or the zip level; the conversion
+    settings, since the converted wavs depend on them)."""
     data = []
     for language, plan in plans.items():
         wavs = [(Path(p).name, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p, _ in plan.items]
         data.append((language, plan.lists.required, plan.lists.embedding, wavs,
                      [(line.source.key, line.voice) for line in plan.synthesis]))
     content = {k: v for k, v in config.submission.to_dict().items() if k not in ("jobs", "zip_level")}
-    return fingerprint(WRITER_VERSION, [file_digest(p) for p in checkpoints], content, vocoder, data)
+    return fingerprint(WRITER_VERSION, [file_digest(p) for p in checkpoints], content, config.conversion, vocoder,
+                       data)
 
 
 def _write_units(folders: list[str], name: str, units: Units) -> int:
@@ -107,7 +110,7 @@ def _build(out_dir: Path, plans: dict[str, LanguagePlan], layout: RunLayout, con
     section = config.submission
     system = load_unit_system(layout.vqvae_checkpoint, "cpu")
     converter = Converter(layout.vqvae_checkpoint, layout.melgan_checkpoint if vocoder == "melgan" else None,
-                          vocoder=vocoder, device="cpu")
+                          vocoder=vocoder, device="cpu", tract_search=config.conversion.tract_search)
     parallel = uses_parallel_data(plans["english"].dataset.root, system.languages)
     hyper = {**system.hyperparameters(), "vocoder": converter.vocoder.hyperparameters()}
     track = track_metadata(section, system.description(converter.vocoder.description), hyper, parallel,
@@ -158,8 +161,9 @@ def submit_command(dataset, run_dir, out_dir, zip_path, no_zip, preset, filelist
     submission in the official ZeroSpeech 2020 layout (2019 track) and its zip.
 
     OVERRIDES are key=value config settings, e.g. submission.author="Jane Doe"
-    submission.auxiliary=false. The step is skipped when its inputs (checkpoints, file lists,
-    test wavs, synthesis lines, submission settings) have not changed since the last run.
+    submission.auxiliary=false conversion.tract_search=0. The step is skipped when its inputs
+    (checkpoints, file lists, test wavs, synthesis lines, submission and conversion settings) have
+    not changed since the last run.
 
     \b
     zs2020 submit --dataset data/corpus --run data/runs/demo --out data/runs/demo/submission

@@ -28,16 +28,18 @@ class Converter:
     """Re-speak audio in a target voice with a trained unit system (VQ-VAE-2 or VQMIVC) and a vocoder."""
 
     def __init__(self, vqvae_checkpoint: str | os.PathLike, melgan_checkpoint: str | os.PathLike | None = None,
-                 vocoder: str = "melgan", device: str = "cpu", loudness_dbfs: float = LOUDNESS_DBFS):
+                 vocoder: str = "melgan", device: str = "cpu", loudness_dbfs: float = LOUDNESS_DBFS,
+                 tract_search: float = 0.0):
         if vocoder not in VOCODERS:
             raise UserError(f"unknown vocoder {vocoder!r}: use one of {', '.join(VOCODERS)}")
         self.device = pick_device(str(device))
         # what a worker process needs to build the same converter
         self.recipe = (str(vqvae_checkpoint), None if melgan_checkpoint is None else str(melgan_checkpoint), vocoder,
-                       str(self.device), loudness_dbfs)
+                       str(self.device), loudness_dbfs, tract_search)
         self.vqvae = load_unit_system(vqvae_checkpoint, self.device)   # the unit system, whichever kind
         self.spec: FeatureSpec = self.vqvae.spec
         self.loudness_dbfs = loudness_dbfs
+        self.tract_search = float(tract_search)     # conversion.tract_search: how far a source may be stretched
         self.checkpoints = [Path(vqvae_checkpoint)]
         if vocoder == "melgan":
             if melgan_checkpoint is None:
@@ -54,17 +56,16 @@ class Converter:
     @property
     def voices(self) -> list[str]:
         """Target voices this converter can speak in."""
-        return sorted(v for v in self.vqvae.speakers if self.vocoder.knows(v))
+        return sorted(self.vqvae.speakers)
 
     def check_voice(self, target: str) -> None:
-        if target not in self.vqvae.speakers or not self.vocoder.knows(target):
-            which = ("VQMIVC" if self.one_shot else "VQ-VAE") if target not in self.vqvae.speakers else "MelGAN vocoder"
+        if target not in self.vqvae.speakers:
             # Name the vocoder's own voices first: they are the intended targets.
             trained = getattr(self.vocoder, "voices", {})
             known = [v for v in self.voices if v in trained] or self.voices
             more = f" and {len(known) - 8} more" if len(known) > 8 else ""
-            raise UserError(f"unknown target voice {target!r}: the {which} was not trained on it "
-                            f"(known target voices: {', '.join(known[:8])}{more})")
+            raise UserError(f"unknown target voice {target!r}: the {'VQMIVC' if self.one_shot else 'VQ-VAE'} was "
+                            f"not trained on it (known target voices: {', '.join(known[:8])}{more})")
 
     @property
     def one_shot(self) -> bool:
@@ -76,9 +77,6 @@ class Converter:
         if not self.one_shot:
             raise UserError(f"a reference voice needs the vqmivc unit system (it has a speaker encoder); this "
                             f"run's unit system is {type(self.vqvae).__name__} (train one with system=vqmivc)")
-        if getattr(self.vocoder, "conditioned", False):
-            raise UserError(f"the vocoder {self.vocoder.path} is speaker-conditioned: it cannot render an unseen "
-                            f"voice (train a universal one: melgan.train.speakers=all speaker_conditioned=false)")
         return self.vqvae.reference_embedding(audio, name)
 
     def convert(self, audio: np.ndarray, target: str | None = None, reference: np.ndarray | None = None,
@@ -93,15 +91,15 @@ class Converter:
         audio = np.asarray(audio, dtype=np.float32)
         if audio.size == 0:
             raise UserError("cannot convert empty audio")
-        units = self.vqvae.encode_source(audio)
+        units = self.vqvae.encode_source(audio, self.tract_search)
         mel = torch.as_tensor(self.vqvae.decode_units(units, target if target is not None else reference))
-        return self._render(mel, target, len(audio), name)
+        return self._render(mel, len(audio), name)
 
-    def _render(self, mel: torch.Tensor, target: str | None, num_samples: int, name: str = "the units") -> np.ndarray:
+    def _render(self, mel: torch.Tensor, num_samples: int, name: str = "the units") -> np.ndarray:
         """Target-voice mel -> loudness-normalised audio of ``num_samples`` samples. A garbage
         vocoder output is refused here, before normalisation would amplify a dead vocoder's
         floor noise into a plausible-looking wav."""
-        wav = self.vocoder(mel, target)[:num_samples]
+        wav = self.vocoder(mel)[:num_samples]
         reason = broken_audio(wav)
         if reason is not None:
             raise UserError(f"{name}: the output of the vocoder {self.vocoder.path or self.vocoder.description} is "
@@ -112,20 +110,20 @@ class Converter:
         """Any unit system's units -> audio in a known target voice (frames x hop samples)."""
         self.check_voice(target)
         mel = torch.as_tensor(self.vqvae.decode_units(units, target))
-        return self._render(mel, target, units.num_frames * self.spec.hop_length)
+        return self._render(mel, units.num_frames * self.spec.hop_length)
 
     def synthesize(self, top_ids, bottom_ids, target: str, num_frames: int, num_samples: int | None = None) -> np.ndarray:
         """Units -> audio in the target voice (``num_frames`` mel frames, i.e. frames * hop samples,
         or ``num_samples`` when given)."""
         self.check_voice(target)
         mel = torch.as_tensor(self.vqvae.decode(top_ids, bottom_ids, target, num_frames))
-        return self._render(mel, target, num_samples if num_samples is not None else num_frames * self.spec.hop_length)
+        return self._render(mel, num_samples if num_samples is not None else num_frames * self.spec.hop_length)
 
     @property
     def identity(self) -> str:
         """Fingerprint of the models and settings a conversion depends on."""
         return fingerprint([file_identity(p) for p in self.checkpoints], type(self.vocoder).__name__,
-                           self.loudness_dbfs)
+                           self.loudness_dbfs, self.tract_search)
 
 
 _WORKER: dict = {}

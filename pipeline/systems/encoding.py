@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from pipeline.core.audio import read_wav
-from pipeline.core.config import MAX_CODES
+from pipeline.core.schema import MAX_CODES
 from pipeline.core.errors import UserError
 from pipeline.core.io import atomic_path
 from pipeline.core.pool import run_batches

@@ -10,7 +10,7 @@ import torch
 
 from models.logmel import FeatureSpec, mel_filterbank, mel_to_linear
 from models.melgan import Generator, remove_weight_norm
-from pipeline.core.checkpoint import load_checkpoint
+from pipeline.core.checkpoint import known_arguments, load_checkpoint
 from pipeline.core.errors import UserError
 from pipeline.systems.vqvae import vqvae_from_parts
 
@@ -27,9 +27,8 @@ class MelGANVocoder:
         self.path = Path(checkpoint)
         try:
             self.spec = FeatureSpec.from_dict(meta["feature_spec"])
-            self.voices = dict(meta["speakers"])
-            self.conditioned = bool(meta["speaker_conditioned"])
-            generator = Generator(**meta["generator"])
+            self.voices = dict(meta["speakers"])      # the voices it was trained on (it renders any)
+            generator = Generator(**known_arguments(Generator, meta["generator"]))
             # the weight average when the run kept one (melgan.train.ema), else the last weights
             generator.load_state_dict(ckpt["models"].get("generator_ema", ckpt["models"]["generator"]))
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -50,13 +49,9 @@ class MelGANVocoder:
         return {"name": "melgan", "preset": self.config["name"], "steps_trained": self.step,
                 "settings": self.config["melgan"]}
 
-    def knows(self, voice: str) -> bool:
-        return not self.conditioned or voice in self.voices
-
     @torch.no_grad()
-    def __call__(self, mel: torch.Tensor, voice: str) -> np.ndarray:
-        speaker = torch.tensor([self.voices[voice]], device=self.device) if self.conditioned else None
-        return self.generator(mel.to(self.device, torch.float32).unsqueeze(0), speaker)[0].cpu().numpy()
+    def __call__(self, mel: torch.Tensor) -> np.ndarray:
+        return self.generator(mel.to(self.device, torch.float32).unsqueeze(0))[0].cpu().numpy()
 
 
 class GriffinLimVocoder:
@@ -74,9 +69,6 @@ class GriffinLimVocoder:
         self.inverse_basis = torch.linalg.pinv(mel_filterbank(spec))
         self.window = torch.hann_window(spec.win_length)
 
-    def knows(self, voice: str) -> bool:
-        return True
-
     def _stft(self, wav: torch.Tensor) -> torch.Tensor:
         s = self.spec
         return torch.stft(wav, s.n_fft, s.hop_length, s.win_length, self.window, center=True,
@@ -87,7 +79,7 @@ class GriffinLimVocoder:
         return torch.istft(spec, s.n_fft, s.hop_length, s.win_length, self.window, center=True, length=length)
 
     @torch.no_grad()
-    def __call__(self, mel: torch.Tensor, voice: str) -> np.ndarray:
+    def __call__(self, mel: torch.Tensor) -> np.ndarray:
         hop, frames = self.spec.hop_length, mel.shape[-1]
         magnitude = mel_to_linear(mel.cpu(), self.inverse_basis).clamp_min(0.0)
         # centre=True frame j sits at sample j * hop, LogMel frame k at k * hop + hop / 2: put a

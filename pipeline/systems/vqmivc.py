@@ -25,7 +25,7 @@ import torch
 from models.logmel import FeatureSpec
 from models.vqmivc import PITCH_CHANNELS, STRIDE, VQMIVC, VQMIVCConfig
 from pipeline.core.audio import read_wav
-from pipeline.core.checkpoint import load_checkpoint
+from pipeline.core.checkpoint import known_arguments, load_checkpoint
 from pipeline.core.errors import UserError
 from pipeline.features import logmel
 from pipeline.pitch import pitch_features
@@ -146,7 +146,7 @@ class VQMIVCSystem:
     def encode_wav(self, path: str | os.PathLike) -> ContentUnits:
         return self.encode_audio(read_wav(path, self.spec.sample_rate))
 
-    def encode_source(self, audio: np.ndarray) -> ContentUnits:
+    def encode_source(self, audio: np.ndarray, tract_search: float = 0.0) -> ContentUnits:
         """The units a conversion decodes (the VQMIVC has no tract search: its ``encode_audio``)."""
         return self.encode_audio(audio)
 
@@ -272,7 +272,7 @@ def load_vqmivc(checkpoint: str | os.PathLike, device: str | torch.device = "cpu
     ckpt = load_checkpoint(checkpoint, kind=KIND, models=("vqmivc",))
     meta = ckpt["meta"]
     try:
-        model = VQMIVC(VQMIVCConfig(**meta["model"]))
+        model = VQMIVC(VQMIVCConfig(**known_arguments(VQMIVCConfig, meta["model"])))
         model.load_state_dict(ckpt["models"]["vqmivc"])
         spec = FeatureSpec.from_dict(meta["feature_spec"])
         embeddings, pitch_range = meta["speaker_embeddings"], meta["pitch"]

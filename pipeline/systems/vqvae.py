@@ -22,7 +22,7 @@ from models.augment import warp_frequency
 from models.logmel import FeatureSpec
 from models.vqvae2 import STRIDE, VQVAE2, VQVAE2Config, tract_factors
 from pipeline.core.audio import read_wav
-from pipeline.core.checkpoint import load_checkpoint
+from pipeline.core.checkpoint import known_arguments, load_checkpoint
 from pipeline.core.errors import UserError
 from pipeline.features import logmel
 
@@ -92,13 +92,13 @@ class VQVAE:
         return mel
 
     @torch.no_grad()
-    def encode_mels(self, mels: list[np.ndarray], tract_search: bool = False) -> list[Units]:
+    def encode_mels(self, mels: list[np.ndarray], tract_search: float = 0.0) -> list[Units]:
         """(n_mels, T) log-mels -> Units, in order; equal padded lengths share a forward pass.
-        ``tract_search=True`` encodes each mel in the stretch the model's tract search picks
+        ``tract_search`` > 0 encodes each mel in the stretch a tract search of that range picks
         (``normalize_tract``; conversion sources only, see ``encode_source``)."""
         mels = [self._check_mel(m) for m in mels]
-        if tract_search:
-            mels = [self.normalize_tract(m)[0] for m in mels]
+        if tract_search > 0:
+            mels = [self.normalize_tract(m, tract_search)[0] for m in mels]
         out: list[Units | None] = [None] * len(mels)
         groups: dict[int, list[int]] = {}
         for i, mel in enumerate(mels):
@@ -110,7 +110,7 @@ class VQVAE:
                 batch = np.zeros((len(chunk), self.spec.n_mels, padded), dtype=np.float32)
                 for row, i in enumerate(chunk):
                     # pad the encoder input with zeros, exactly as the model pads inside
-                    norm = self.model.encoder_input(torch.from_numpy(mels[i])[None])[0].numpy()
+                    norm = self.model.normalize(torch.from_numpy(mels[i])[None])[0].numpy()
                     batch[row, :, :mels[i].shape[1]] = norm
                 enc = self.model.encode_normalized(torch.from_numpy(batch).to(self.device))
                 for row, i in enumerate(chunk):
@@ -118,11 +118,11 @@ class VQVAE:
         return out
 
     @torch.no_grad()
-    def normalize_tract(self, mel: np.ndarray) -> tuple[np.ndarray, float]:
-        """(n_mels, T) log-mel -> (the mel the encoder sees, its stretch factor): with the model's
-        ``tract_search`` > 0 the stretch whose encoding fits the codebook best
-        (``VQVAE2.tract_fit``), else the mel itself and 1."""
-        factors = tract_factors(self.model.cfg.tract_search)
+    def normalize_tract(self, mel: np.ndarray, search: float) -> tuple[np.ndarray, float]:
+        """(n_mels, T) log-mel -> (the mel the encoder sees, its stretch factor): with ``search`` > 0
+        (``conversion.tract_search``) the stretch in [1/(1+search), 1+search] whose encoding fits
+        the codebook best (``VQVAE2.tract_fit``), else the mel itself and 1."""
+        factors = tract_factors(search)
         if len(factors) == 1:
             return mel, 1.0
         x = torch.from_numpy(mel)[None].to(self.device)
@@ -145,7 +145,7 @@ class VQVAE:
     def encode_mel(self, mel: np.ndarray) -> Units:
         return self.encode_mels([mel])[0]
 
-    def encode_audio(self, audio: np.ndarray, tract_search: bool = False) -> Units:
+    def encode_audio(self, audio: np.ndarray, tract_search: float = 0.0) -> Units:
         """Float audio at ``spec.sample_rate`` (peak-normalised inside, like the features) -> Units."""
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim != 1 or audio.size == 0:
@@ -154,12 +154,12 @@ class VQVAE:
             raise UserError("audio contains NaN or infinite samples")
         return self.encode_mels([logmel(audio, self.spec)], tract_search)[0]
 
-    def encode_source(self, audio: np.ndarray) -> Units:
+    def encode_source(self, audio: np.ndarray, tract_search: float = 0.0) -> Units:
         """The units a conversion decodes: the source encoded in the stretch that fits the codebook
-        best (the model's ``tract_search``). Unit files, ``zs2020 encode`` and the ``units`` tools
-        encode without it: on the demo's short ABX excerpts it cost 1.9 points of ABX (13.82 %
-        against 11.94 %, seed 1234), where whole conversion sources gain words."""
-        return self.encode_audio(audio, tract_search=True)
+        best within ``tract_search`` (``conversion.tract_search``; 0: the source as it is). Unit
+        files, ``zs2020 encode`` and the ``units`` tools encode without it: on the demo's short ABX
+        excerpts it cost 1.9 points of ABX (docs/results/tract_search.md)."""
+        return self.encode_audio(audio, tract_search)
 
     def encode_wav(self, path: str | os.PathLike) -> Units:
         return self.encode_audio(read_wav(path, self.spec.sample_rate))
@@ -230,7 +230,7 @@ def vqvae_from_parts(meta: dict, state: dict, config: dict, step: int, where: st
     """A VQ-VAE-2 system from a checkpoint's meta (model settings, feature spec, speakers,
     languages) and weights: its own checkpoint, or the one of a vocoder that fine-tuned it."""
     try:
-        cfg = VQVAE2Config(**meta["model"])
+        cfg = VQVAE2Config(**known_arguments(VQVAE2Config, meta["model"]))
         spec = FeatureSpec.from_dict(meta["feature_spec"])
         model = VQVAE2(cfg)
         model.load_state_dict(state)

@@ -29,7 +29,7 @@ PNGs written under ``OUT/samples/`` at every checkpoint. Training resumes from
 ``OUT/checkpoint.pt`` when config and data match, and is skipped when already finished.
 
 Divergence: besides the losses (``pipeline.core.training``), a generator whose output is garbage
-(``pipeline.core.audio.broken_audio``; a too-high ``lr_generator`` drives it to full scale while
+(``pipeline.core.audio.broken_audio``; a too-high rate drives it to full scale while
 every loss stays finite) stops the run, checked on each step's batch and, before each
 checkpoint, on the weights inference would use.
 """
@@ -44,10 +44,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.gan_losses import (MelL1Loss, MultiResolutionSTFTLoss, discriminator_hinge_loss, feature_matching_loss,
-                               generator_hinge_loss)
+from models.gan_losses import (STFT_RESOLUTIONS, MelL1Loss, MultiResolutionSTFTLoss, discriminator_hinge_loss,
+                               feature_matching_loss, generator_hinge_loss)
 from models.logmel import FeatureSpec
-from models.melgan import Generator, MultiScaleDiscriminator, count_parameters
+from models.melgan import ISTFT_FFT, ISTFT_HOP, Generator, MultiScaleDiscriminator, count_parameters
 from models.vqvae2 import VQVAE2
 from pipeline.contract.dataset import Dataset, speaker_key
 from pipeline.contract.names import TRAIN_SPLITS, VOICE_SPLITS
@@ -58,7 +58,7 @@ from pipeline.core.errors import UserError
 from pipeline.core.io import atomic_path, file_digest, output_lock
 from pipeline.core.outputs import Input, claim_folder
 from pipeline.core.runtime import ThreadGovernor, autocast, pick_device, seed_everything, step_macs
-from pipeline.core.stamp import fingerprint, without_off_values
+from pipeline.core.stamp import fingerprint
 from pipeline.core.training import Diverged, TrainLoop
 from pipeline.features import open_feature_dir, prepare_audio
 from pipeline.systems.vocoders import KIND
@@ -68,8 +68,12 @@ from pipeline.train.vqvae import mel_statistics, model_config, unit_objective
 
 # Keys that may change without invalidating a run (more steps extends it; logging is cosmetic).
 _RESUMABLE_KEYS = ("steps", "checkpoint_every", "log_every", "validate_every", "num_samples", "sample_frames")
-# Train keys added after the first runs, with the value that trains as before they existed.
-ADDED_TRAIN_KEYS = {"lr_end": 1.0, "ema": 0.0}
+# The generator's loss weights (MelGAN's feature matching and hinge, HiFi-GAN's mel L1; the STFT
+# loss's is ``melgan.loss.stft``) and Adam's betas for both networks.
+MEL_WEIGHT = 45.0
+ADVERSARIAL_WEIGHT = 1.0
+FEATURE_MATCHING_WEIGHT = 10.0
+BETAS = (0.5, 0.9)
 
 
 @dataclass
@@ -180,7 +184,7 @@ class MelGANTrainer:
         self.unit = unit
         self.cfg, self.spec, self.speakers, self.device = cfg, spec, speakers, device
         self.amp = config.runtime.amp
-        self.generator_args = generator_args(cfg, spec, len(speakers) if cfg.speaker_conditioned else 0)
+        self.generator_args = generator_args(cfg, spec)
         self.generator = Generator(**self.generator_args).to(device)
         if self.generator.hop != spec.hop_length:
             extra = " times istft_hop" if cfg.generator.head == "istft" else ""
@@ -188,21 +192,17 @@ class MelGANTrainer:
                             f"feature hop is {spec.hop_length}")
         d = cfg.discriminator
         self.discriminator = MultiScaleDiscriminator(scales=d.scales, ndf=d.ndf, n_layers=d.layers,
-                                                     downsample=d.downsample, max_channels=d.max_channels).to(device)
+                                                     max_channels=d.max_channels).to(device)
         train = cfg.train
-        betas = tuple(train.betas)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=train.lr_generator, betas=betas)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=train.lr_discriminator, betas=betas)
-        loss = cfg.loss
-        self.weights = {k: getattr(loss, k) for k in ("mel", "stft", "adversarial", "feature_matching")}
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=train.lr, betas=BETAS)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=train.lr, betas=BETAS)
+        self.weights = {"mel": MEL_WEIGHT, "stft": cfg.loss.stft, "adversarial": ADVERSARIAL_WEIGHT,
+                        "feature_matching": FEATURE_MATCHING_WEIGHT}
         self.mel_loss = MelL1Loss(spec).to(device)
-        self.stft_loss = MultiResolutionSTFTLoss(loss.stft_resolutions).to(device)
+        self.stft_loss = MultiResolutionSTFTLoss(STFT_RESOLUTIONS).to(device)
         self.warmup = train.warmup_steps
         # The generator-only warm-up tolerates (and profits from) a higher rate than GAN training.
-        self.lr_schedule = (train.lr_warmup, train.lr_generator)
-        # A linear fall to lr_end of the phase's rate by the last step: the final weights are the
-        # settled end of training rather than one point of its oscillation (1.0: constant, as first built).
-        self.lr_end, self.steps = train.lr_end, train.steps
+        self.lr_schedule = (train.lr_warmup, train.lr)
         # An exponential moving average of the generator's weights (train.ema > 0), which validation,
         # samples and inference use: the average of the last steps rather than one point of their
         # oscillation. It is a model of the run (checkpointed, resumed) that no optimizer updates.
@@ -225,13 +225,9 @@ class MelGANTrainer:
         for average, buffer in zip(self.generator_ema.buffers(), self.generator.buffers()):
             average.copy_(buffer)
 
-    def speaker_ids(self, ids: torch.Tensor) -> torch.Tensor | None:
-        return ids.to(self.device) if self.generator.n_speakers else None
-
     def generator_lr(self, step: int) -> float:
-        """The generator's rate at ``step``: its phase's rate, falling linearly to lr_end of it."""
-        fraction = step / max(1, self.steps - 1)
-        return self.lr_schedule[step >= self.warmup] * (1.0 - (1.0 - self.lr_end) * min(1.0, fraction))
+        """The generator's rate at ``step``: the warm-up's, then the adversarial phase's."""
+        return self.lr_schedule[step >= self.warmup]
 
     def step(self, batch, step: int) -> dict:
         mel, real, ids = (t.to(self.device) for t in batch)
@@ -243,7 +239,7 @@ class MelGANTrainer:
                 mel, unit_loss, unit_metrics = self.unit.reconstruct(mel, ids)
             metrics.update(unit_metrics)
         with autocast(self.device, self.amp):
-            fake = self.generator(mel, self.speaker_ids(ids)).float()
+            fake = self.generator(mel).float()
         check_output(fake.detach(), "generator")
         adversarial = step >= self.warmup
         for group in self.opt_g.param_groups:
@@ -300,8 +296,7 @@ class MelGANTrainer:
 
     @torch.no_grad()
     def vocode(self, utt: VoiceUtterance, max_frames: int | None = None) -> np.ndarray:
-        ids = torch.tensor([self.speakers[utt.speaker]])
-        return self.inference_generator(self.input_mel(utt, max_frames), self.speaker_ids(ids))[0].float().cpu().numpy()
+        return self.inference_generator(self.input_mel(utt, max_frames))[0].float().cpu().numpy()
 
     def check_inference(self, utt: VoiceUtterance, max_frames: int) -> None:
         """Raise ``Diverged`` when the weights inference uses (the average, if any) vocode ``utt``
@@ -385,21 +380,18 @@ def joint_unit_model(items: list[VoiceUtterance], speakers: dict[str, int], spec
     return UnitModel(model, meta, ids, optimizer, config.vqvae, frozen_codebooks=False)
 
 
-def generator_args(cfg: MelGAN, spec: FeatureSpec, n_speakers: int) -> dict:
+def generator_args(cfg: MelGAN, spec: FeatureSpec) -> dict:
     """The generator's constructor arguments (stored in the checkpoint's meta, so inference
     rebuilds it without any config)."""
     g = cfg.generator
-    anchor = {"anchor_spec": spec.to_dict()} if g.mel_anchor else {}   # absent: earlier checkpoints load as before
-    block = {"frame_block": g.frame_block} if g.frame_block != "residual" else {}
+    anchor = {"anchor_spec": spec.to_dict()} if g.mel_anchor else {}
     return {"n_mels": spec.n_mels, "ngf": g.ngf, "ratios": list(g.ratios), "n_residual": g.n_residual,
-            "n_speakers": n_speakers, "speaker_dim": g.speaker_dim, "head": g.head, "istft_fft": g.istft_fft,
-            "istft_hop": g.istft_hop, "frame_blocks": g.frame_blocks, **anchor, **block}
+            "head": g.head, "istft_fft": ISTFT_FFT, "istft_hop": ISTFT_HOP, "frame_blocks": g.frame_blocks, **anchor}
 
 
 def run_fingerprint(config: Config, spec: FeatureSpec, data_ids: list[str]) -> str:
     cfg = config.melgan.to_dict()
-    train = {k: v for k, v in cfg["train"].items() if k not in _RESUMABLE_KEYS}
-    cfg["train"] = without_off_values(train, ADDED_TRAIN_KEYS)
+    cfg["train"] = {k: v for k, v in cfg["train"].items() if k not in _RESUMABLE_KEYS}
     return fingerprint(KIND, cfg, spec.to_dict(), config.seed, data_ids)
 
 
@@ -427,8 +419,8 @@ def _train(features_dir, dataset_root, out_dir: Path, config: Config, force: boo
         vqvae = load_unit_system(vqvae_checkpoint, device="cpu")
         vqvae_id = file_digest(vqvae_checkpoint)
     splits = VOICE_SPLITS if train_cfg.speakers == "targets" and train_cfg.method != "joint" else TRAIN_SPLITS
-    spec, items, data_ids = load_voice_data(features_dir, dataset_root, cfg.languages or None,
-                                            vqvae if train_cfg.input_mels == "vqvae" else None, splits)
+    reconstructing = vqvae if train_cfg.input_mels == "vqvae" else None
+    spec, items, data_ids = load_voice_data(features_dir, dataset_root, vqvae=reconstructing, splits=splits)
     if vqvae_id:
         data_ids = data_ids + [vqvae_id]
     speakers = {spk: i for i, spk in enumerate(sorted({u.speaker for u in items}))}
@@ -454,7 +446,7 @@ def _train(features_dir, dataset_root, out_dir: Path, config: Config, force: boo
                 **({"vqvae": unit.model} if unit is not None else {})},
         optimizers={"generator": trainer.opt_g, "discriminator": trainer.opt_d,
                     **({"vqvae": unit.optimizer} if unit is not None else {})},
-        meta={"speakers": speakers, "speaker_conditioned": cfg.speaker_conditioned,
+        meta={"speakers": speakers,
               "generator": trainer.generator_args, "method": train_cfg.method,
               **({"unit_system": unit.meta} if unit is not None else {}),
               "feature_spec": spec.to_dict(), "train_utterances": len(train_items),

@@ -6,16 +6,13 @@ Data: the same utterances, held-out share and crop weighting as the VQ-VAE-2
 each utterance's pitch (``pipeline.pitch``), computed once at start from the wav the features
 were made from (its path is stored in the features file) and kept in memory. Batches are random
 crops of mel and pitch at the same frames, drawn from the step's own generator; the schedule is
-``vqvae.train`` (steps, batch, rate, segment, checkpoints), the model ``vqmivc.model``. With
-``vqmivc.perturb`` the content encoder sees a speaker-perturbed copy of each crop; with
-``vqmivc.speaker_input: other_utterance`` the speaker encoder sees a crop of another utterance
-of the same speaker; with ``vqmivc.speaker_augment`` the whole crop (target, speaker and
-content inputs alike) is stretched along frequency, a made-up vocal tract per crop. All come
-from the same generator, so resuming replays them.
+``vqvae.train`` (steps, batch, rate, segment, checkpoints), the codebook ``vqvae.quantizer``, the
+model ``vqmivc.model``. With ``vqmivc.perturb.warp`` the content encoder sees a copy of each crop
+stretched along frequency, its factor drawn from the same generator, so resuming replays it.
 
 One step: one forward of the model; then ``vqmivc.mi.updates`` updates of the CLUB estimators
 (their own Adam) on the detached content codes, speaker vectors and pitch; then the main update:
-L1 reconstruction + commitment + InfoNCE + the weighted CLUB upper bounds of I(content;
+L1 reconstruction + commitment + InfoNCE (``vqvae.loss.cpc``) + the weighted CLUB upper bounds of I(content;
 speaker), I(content; log-F0) and I(log-F0; speaker), which send gradients into the encoders.
 Both optimizers and the estimators are in the checkpoint, so a resumed run replays the
 uninterrupted one exactly. Before every checkpoint each training speaker's embedding, averaged
@@ -32,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.augment import speaker_perturbation, stretch_factors, warp_frequency
+from models.augment import stretch_factors, warp_frequency
 from models.mi import CLUB
 from models.quantizer import code_perplexity
 from models.vqmivc import STRIDE, VQMIVC, VQMIVCConfig, VQMIVCOutput
@@ -47,11 +44,11 @@ from pipeline.core.stamp import fingerprint
 from pipeline.core.threads import pool_size
 from pipeline.core.training import TrainLoop
 from pipeline.features import feature_spec, open_feature_dir
-from pipeline.pitch import pitch_features
+from pipeline.pitch import PITCH_CEILING_HZ, PITCH_FLOOR_HZ, pitch_features
 from pipeline.systems.vqmivc import KIND
-from pipeline.train.vqvae import TrainingData, learning_rate, load_training_data, mel_statistics
+from pipeline.train.vqvae import GRAD_CLIP, TrainingData, learning_rate, load_training_data, mel_statistics
 
-_NOT_FINGERPRINTED = ("checkpoint_every", "log_every", "validate_every")
+_NOT_FINGERPRINTED = ("checkpoint_every", "log_every")
 # estimator name -> (loss weight key, metric suffix)
 MI_TERMS = {"content_speaker": ("mi_content_speaker", "cs"), "content_pitch": ("mi_content_pitch", "cp"),
             "pitch_speaker": ("mi_pitch_speaker", "ps")}
@@ -72,7 +69,6 @@ def _utterance_pitch(task: tuple) -> np.ndarray:
 def load_pitch(features_dir, config: Config, data: TrainingData, progress: bool = True) -> list[np.ndarray]:
     """(2, frames) pitch of every training utterance, from the wavs the features were made from."""
     spec = feature_spec(config)
-    band = config.vqmivc.pitch
     stores = {s.language: s for s in open_feature_dir(features_dir, spec, config.vqvae.languages)}
     try:
         tasks = []
@@ -83,7 +79,7 @@ def load_pitch(features_dir, config: Config, data: TrainingData, progress: bool 
             if not path.is_file():
                 raise UserError(f"{store.path}: the wav of {name} ({path}) is gone; the pitch needs the dataset "
                                 f"the features were made from (re-run `zs2020 features`)")
-            tasks.append((path, mel.shape[1], spec, band.floor_hz, band.ceiling_hz, f"{store.path} {name}"))
+            tasks.append((path, mel.shape[1], spec, PITCH_FLOOR_HZ, PITCH_CEILING_HZ, f"{store.path} {name}"))
     finally:
         for store in stores.values():
             store.close()
@@ -93,40 +89,14 @@ def load_pitch(features_dir, config: Config, data: TrainingData, progress: bool 
                              start="spawn"))
 
 
-def utterances_by_speaker(speakers: np.ndarray) -> list[np.ndarray]:
-    """For each utterance (an index into ``speakers``), the indices of its speaker's utterances
-    other than itself, or itself alone when the speaker has no other. Built once per run."""
-    table = []
-    for i, speaker in enumerate(speakers):
-        mine = np.flatnonzero(speakers == speaker)
-        table.append(mine[mine != i] if len(mine) > 1 else mine)
-    return table
-
-
-def same_speaker_crops(picks: np.ndarray, others: list[np.ndarray], crop_positions: np.ndarray,
-                       gen: torch.Generator) -> list[tuple[int, int]]:
-    """For each picked utterance, a random (utterance, crop start) among ``others[pick]``
-    (``utterances_by_speaker``); ``crop_positions[i]`` is how many crop starts utterance i has."""
-    draws = torch.rand(len(picks), 2, generator=gen, dtype=torch.float64).numpy()
-    crops = []
-    for pick, (u, v) in zip(picks.tolist(), draws):
-        candidates = others[pick]
-        other = int(candidates[int(u * len(candidates))])
-        crops.append((other, int(v * float(crop_positions[other]))))
-    return crops
-
-
 def crop_sampler(data: TrainingData, pitch: list[np.ndarray], segment: int, batch_size: int, config: Config,
                  spec) -> Callable[[int, torch.Generator], dict[str, torch.Tensor]]:
     """The training loop's batch function: ``batch_size`` random crops of ``segment`` frames from
-    the training utterances, as the model's inputs (mel, pitch[, content_mel, speaker_mel]), every
-    draw from the step's generator so that a resumed run replays them."""
+    the training utterances, as the model's inputs (mel, pitch[, content_mel]), every draw from
+    the step's generator so that a resumed run replays them."""
     # Utterances weighted by their number of crop positions: every crop is equally likely.
     weights = torch.tensor([data.mels[i].shape[1] - segment + 1 for i in data.train_idx], dtype=torch.float64)
-    perturb = config.vqmivc.perturb
-    speaker_augment = config.vqmivc.speaker_augment
-    others = utterances_by_speaker(data.speakers[data.train_idx]) \
-        if config.vqmivc.speaker_input == "other_utterance" else None
+    warp = config.vqmivc.perturb.warp
 
     def stack(arrays: list[np.ndarray], crops) -> torch.Tensor:
         return torch.from_numpy(np.stack([arrays[i][:, s:s + segment] for i, s in crops]))
@@ -135,26 +105,19 @@ def crop_sampler(data: TrainingData, pitch: list[np.ndarray], segment: int, batc
         picks = torch.multinomial(weights, batch_size, replacement=True, generator=gen)
         starts = (torch.rand(batch_size, generator=gen, dtype=torch.float64) * weights[picks]).long()
         crops = list(zip(data.train_idx[picks.numpy()], starts.tolist()))
-        mel = stack(data.mels, crops)
-        # log-F0 is normalised per utterance, so a whole-crop stretch leaves the pitch input as it is
-        batch = {"pitch": stack(pitch, crops)}
-        # a speaker made up per crop: the target and the speaker input get the same stretch
-        factors = stretch_factors(batch_size, gen, speaker_augment) if speaker_augment else None
-        batch["mel"] = mel = mel if factors is None else warp_frequency(mel, factors, spec.f_min, spec.f_max)
-        if perturb.active:
-            batch["content_mel"] = speaker_perturbation(mel, gen, perturb.warp, perturb.tilt, spec.f_min, spec.f_max)
-        if others is not None:
-            picked = same_speaker_crops(picks.numpy(), others, weights.numpy(), gen)
-            speaker_mel = stack(data.mels, [(data.train_idx[p], s) for p, s in picked])
-            batch["speaker_mel"] = speaker_mel if factors is None else \
-                warp_frequency(speaker_mel, factors, spec.f_min, spec.f_max)
+        batch = {"pitch": stack(pitch, crops), "mel": stack(data.mels, crops)}
+        if warp:    # what the content encoder sees: the crop stretched by a factor of its own
+            batch["content_mel"] = warp_frequency(batch["mel"], stretch_factors(batch_size, gen, warp), spec.f_min,
+                                                  spec.f_max)
         return batch
 
     return batch_fn
 
 
 def model_config(config: Config, n_mels: int) -> VQMIVCConfig:
-    return VQMIVCConfig(n_mels=n_mels, **config.vqmivc.model.to_dict())
+    """The model's settings: ``vqmivc.model`` and the codebook's of ``vqvae.quantizer``."""
+    q = config.vqvae.quantizer
+    return VQMIVCConfig(n_mels=n_mels, **config.vqmivc.model.to_dict(), decay=q.decay, restart_every=q.restart_every)
 
 
 def build_estimators(cfg: VQMIVCConfig, config: Config) -> nn.ModuleDict:
@@ -184,8 +147,8 @@ def mi_pairs(out: VQMIVCOutput, pitch: torch.Tensor) -> dict[str, tuple[torch.Te
 
 def run_fingerprint(config: Config, data_fingerprints: list[str]) -> str:
     schedule = {k: v for k, v in config.vqvae.train.to_dict().items() if k not in _NOT_FINGERPRINTED}
-    return fingerprint(KIND, config.vqmivc, schedule, list(config.vqvae.languages), config.features, config.seed,
-                       data_fingerprints)
+    return fingerprint(KIND, config.vqmivc, schedule, config.vqvae.quantizer, config.vqvae.loss.cpc,
+                       list(config.vqvae.languages), feature_spec(config), config.seed, data_fingerprints)
 
 
 @torch.no_grad()
@@ -237,7 +200,8 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
         mi_optimizer = optimizers["mi"] = torch.optim.Adam(estimators.parameters(), lr=config.vqmivc.mi.lr)
     meta = {"speakers": data.speaker_map, "feature_spec": spec.to_dict(), "model": dataclasses.asdict(cfg),
             "normalization": {"mean": mean.tolist(), "std": std.tolist()},
-            "pitch": config.vqmivc.pitch.to_dict(), "languages": list(config.vqvae.languages),
+            "pitch": {"floor_hz": PITCH_FLOOR_HZ, "ceiling_hz": PITCH_CEILING_HZ},
+            "languages": list(config.vqvae.languages),
             "train_utterances": int(len(data.train_idx)), "val_keys": [data.keys[i] for i in data.val_idx],
             "speaker_embeddings": {}}
 
@@ -247,7 +211,7 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
     loop = TrainLoop(run_dir=out_dir, kind=KIND, config=config.to_dict(), fingerprint=run_fingerprint(config, data_fps),
                      models={"vqmivc": model, "mi": estimators}, optimizers=optimizers, meta=meta, seed=seed,
                      total_steps=tcfg.steps, checkpoint_every=tcfg.checkpoint_every, log_every=tcfg.log_every,
-                     validate_every=tcfg.validate_every, before_save=refresh_embeddings, governor=governor,
+                     validate_every=tcfg.checkpoint_every, before_save=refresh_embeddings, governor=governor,
                      plot_groups=[["loss", "recon"], ["cpc", "commit"], ["cpc_acc"], ["mi_cs", "mi_cp", "mi_ps"],
                                   ["ppl"], ["used"]])
     if loop.begin(force, progress, log):
@@ -270,7 +234,7 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
 def train_step(model: VQMIVC, estimators: nn.ModuleDict, optimizer: torch.optim.Optimizer,
                mi_optimizer: torch.optim.Optimizer | None, batch, config: Config, step: int, device) -> dict:
     """Estimator updates on detached inputs, then one main update; returns the step's metrics."""
-    batch = {name: t.to(device) for name, t in batch.items()}    # mel, pitch [, content_mel, speaker_mel]
+    batch = {name: t.to(device) for name, t in batch.items()}    # mel, pitch [, content_mel]
     pitch = batch["pitch"]
     tcfg, weights = config.vqvae.train, config.vqmivc.loss
     for group in optimizer.param_groups:
@@ -287,10 +251,10 @@ def train_step(model: VQMIVC, estimators: nn.ModuleDict, optimizer: torch.optim.
             mi_optimizer.step()
         metrics.update({f"lld_{MI_TERMS[n][1]}": v.item() for n, v in likelihoods.items()})
     recon = out.recon_loss.float() + (out.recon_pre.float() if model.decoder.postnet is not None else 0.0)
-    loss = weights.recon * recon + weights.commitment * out.commit_loss
+    loss = recon + config.vqvae.quantizer.commitment * out.commit_loss
     metrics.update(recon=out.recon_loss.item(), commit=out.commit_loss.item())
     if out.cpc is not None:
-        loss = loss + weights.cpc * out.cpc.loss.float()
+        loss = loss + config.vqvae.loss.cpc * out.cpc.loss.float()
         metrics.update(cpc=out.cpc.loss.item(), cpc_acc=out.cpc.accuracy.item())
     for name, (x, y) in pairs.items():
         weight, short = MI_TERMS[name]
@@ -299,8 +263,7 @@ def train_step(model: VQMIVC, estimators: nn.ModuleDict, optimizer: torch.optim.
         metrics[f"mi_{short}"] = bound.item()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if tcfg.grad_clip:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
     optimizer.step()
     quant = out.encoded.quant
     return {"loss": loss.item(), **metrics, "ppl": quant.perplexity.item(), "used": quant.codes_in_use.item()}

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.augment import speaker_perturbation
 from models.quantizer import code_perplexity
 from models.vqvae2 import STRIDE, VQVAE2, VQVAE2Config
 from pipeline.contract.dataset import speaker_key
@@ -28,13 +27,17 @@ from pipeline.core.io import output_lock
 from pipeline.core.outputs import Input, claim_folder
 from pipeline.core.runtime import (ThreadGovernor, autocast, distributed, pick_device, seed_everything, step_macs,
                                    step_seed, wrap_ddp)
-from pipeline.core.stamp import fingerprint, without_off_values
+from pipeline.core.stamp import fingerprint
 from pipeline.core.training import TrainLoop
 from pipeline.features import feature_spec, open_feature_dir
 from pipeline.systems.vqvae import KIND
 
 # Settings that change only logging, never the trained weights: not part of the resume fingerprint.
-_NOT_FINGERPRINTED = ("checkpoint_every", "log_every", "validate_every")
+_NOT_FINGERPRINTED = ("checkpoint_every", "log_every")
+# The learning-rate schedule and gradient clipping of both unit systems (the same in every preset).
+LR_MILESTONES = (0.6, 0.8)      # fractions of the steps where the rate is multiplied by LR_GAMMA
+LR_GAMMA = 0.5
+GRAD_CLIP = 5.0                 # maximum global gradient norm
 
 
 @dataclasses.dataclass
@@ -86,35 +89,23 @@ def mel_statistics(mels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def model_config(config: Config, num_speakers: int, n_mels: int) -> VQVAE2Config:
-    v = config.vqvae
-    return VQVAE2Config(n_mels=n_mels, num_speakers=num_speakers, **v.model.to_dict(), **v.quantizer.to_dict())
+    """The model's settings: ``vqvae.model`` (its ``code_dim`` for both levels) and ``vqvae.quantizer``."""
+    model = config.vqvae.model.to_dict()
+    dim = model.pop("code_dim")
+    return VQVAE2Config(n_mels=n_mels, num_speakers=num_speakers, bottom_dim=dim, top_dim=dim, **model,
+                        **config.vqvae.quantizer.to_dict())
 
 
 def learning_rate(tcfg: TrainSchedule, step: int) -> float:
-    """Constant, multiplied by lr_gamma at each milestone (given as fractions of the total steps)."""
-    passed = sum(step >= m * tcfg.steps for m in tcfg.lr_milestones)
-    return tcfg.lr * tcfg.lr_gamma ** passed
-
-
-# Unit-system keys added after the first runs, with the value that trains as before they existed.
-_ADDED_MODEL_KEYS = {"decoder_blocks": 0, "decoder_rnn": 0, "speaker_every_block": False, "tract_search": 0.0}
-
-
-def unit_system_settings(config: Config) -> dict:
-    """The ``vqvae`` section as what the trained weights depend on: settings added after the first
-    runs are left out while they are off (``perturb`` all zero, the ``_ADDED_MODEL_KEYS`` at their
-    off values), since such a run is the one trained before the keys existed."""
-    vq = config.vqvae.to_dict()
-    if not config.vqvae.perturb.active:
-        del vq["perturb"]
-    vq["model"] = without_off_values(vq["model"], _ADDED_MODEL_KEYS)
-    return vq
+    """Constant, multiplied by LR_GAMMA at each of the LR_MILESTONES (fractions of the total steps)."""
+    passed = sum(step >= m * tcfg.steps for m in LR_MILESTONES)
+    return tcfg.lr * LR_GAMMA ** passed
 
 
 def run_fingerprint(config: Config, data_fingerprints: list[str]) -> str:
-    vq = unit_system_settings(config)
+    vq = config.vqvae.to_dict()
     vq["train"] = {k: v for k, v in vq["train"].items() if k not in _NOT_FINGERPRINTED}
-    return fingerprint(KIND, vq, config.features, config.seed, data_fingerprints)
+    return fingerprint(KIND, vq, feature_spec(config), config.seed, data_fingerprints)
 
 
 def train(features_dir: str | os.PathLike, out_dir: str | os.PathLike, config: Config, force: bool = False,
@@ -152,7 +143,7 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
     loop = TrainLoop(run_dir=out_dir, kind=KIND, config=config.to_dict(), fingerprint=run_fingerprint(config, data_fps),
                      models={"vqvae": model}, optimizers={"adam": optimizer}, meta=meta, seed=seed,
                      total_steps=tcfg.steps, checkpoint_every=tcfg.checkpoint_every,
-                     log_every=tcfg.log_every, validate_every=tcfg.validate_every,
+                     log_every=tcfg.log_every, validate_every=tcfg.checkpoint_every,
                      plot_groups=[["loss", "recon"], ["cpc", "adv"], ["cpc_acc", "adv_acc"],
                                   ["cycle_codes", "cycle_recon", "cycle_speaker", "classifier"], ["ppl_b", "ppl_t"],
                                   ["used_b", "used_t"]], governor=governor)
@@ -168,7 +159,6 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
     segment -= segment % STRIDE  # whole top-level frames: no padding inside training batches
     weights = torch.tensor([data.mels[i].shape[1] - segment + 1 for i in data.train_idx], dtype=torch.float64)
     batch_size = tcfg.batch_size
-    perturb = config.vqvae.perturb
 
     def batch_fn(step: int, gen: torch.Generator):
         if world > 1:  # each rank draws its own crops
@@ -178,11 +168,7 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
         starts = (torch.rand(batch_size, generator=gen, dtype=torch.float64) * weights[picks]).long()
         idx = data.train_idx[picks.numpy()]
         mel = torch.from_numpy(np.stack([data.mels[i][:, s:s + segment] for i, s in zip(idx, starts.tolist())]))
-        if not perturb.active:
-            return mel, torch.from_numpy(data.speakers[idx])
-        # the encoder's speaker-perturbed copy, drawn from the step's generator like the crops
-        content = speaker_perturbation(mel, gen, perturb.warp, perturb.tilt, spec.f_min, spec.f_max)
-        return mel, torch.from_numpy(data.speakers[idx]), content
+        return mel, torch.from_numpy(data.speakers[idx])
 
     def step_fn(batch, step: int) -> dict:
         return train_step(net, optimizer, batch, config.vqvae, step, device, amp)
@@ -198,14 +184,13 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
 
 def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch, config: VQVAE, step: int,
                device: torch.device, amp: bool) -> dict:
-    """One optimisation step on a (mel, speaker[, content_mel]) batch, content_mel being what the
-    encoder sees (``vqvae.perturb``); returns the step's metrics."""
-    mel, spk, *content = (t.to(device) for t in batch)
+    """One optimisation step on a (mel, speaker) batch; returns the step's metrics."""
+    mel, spk = (t.to(device) for t in batch)
     tcfg, weights = config.train, config.loss
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(tcfg, step)
     with autocast(device, amp):
-        out = net(mel, spk, content_mel=content[0] if content else None)
+        out = net(mel, spk)
     loss, metrics = unit_objective(out, weights)
     if weights.cycle:
         model = net.module if hasattr(net, "module") else net
@@ -217,8 +202,7 @@ def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch, co
             metrics.update(cycle_speaker=cycle.speaker_loss.item(), classifier=cycle.classifier_loss.item())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if tcfg.grad_clip:
-        torch.nn.utils.clip_grad_norm_(net.parameters(), tcfg.grad_clip)
+    torch.nn.utils.clip_grad_norm_(net.parameters(), GRAD_CLIP)
     optimizer.step()
     enc = out.encoded
     return {"loss": loss.item(), **metrics,
@@ -227,10 +211,10 @@ def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch, co
 
 
 def unit_objective(out, weights) -> tuple[torch.Tensor, dict]:
-    """The VQ-VAE-2's own loss from one forward pass (``VQVAE2Output``): weighted reconstruction,
-    commitment, contrastive coding and speaker adversary, with their metrics. Used by its own
-    training and by the vocoder's methods 2 and 3, which train it beside the vocoder."""
-    loss = weights.recon * out.recon_loss.float() + out.commit_loss
+    """The VQ-VAE-2's own loss from one forward pass (``VQVAE2Output``): reconstruction (weight 1),
+    commitment, weighted contrastive coding and speaker adversary, with their metrics. Used by its
+    own training and by the vocoder's methods 2 and 3, which train it beside the vocoder."""
+    loss = out.recon_loss.float() + out.commit_loss
     metrics = {"recon": out.recon_loss.item(), "commit": out.commit_loss.item()}
     if out.cpc is not None:
         loss = loss + weights.cpc * out.cpc.loss.float()

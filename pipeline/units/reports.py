@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from pipeline.contract.dataset import Segment, read_filelist
-from pipeline.core.config import MAX_CODES
+from pipeline.core.schema import MAX_CODES
 from pipeline.core.errors import UserError
 from pipeline.units import analysis as ua
 from pipeline.units.source import EncodedUtterance, UnitSet
