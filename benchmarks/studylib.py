@@ -121,7 +121,9 @@ class Results:
                      or ("seeds" not in r and r.get("seed") != row["seed"])] + [row]
 
     def save(self) -> None:
-        self.path.write_text(json.dumps({"rows": self.rows}, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        """One row a line: small files whose diffs show which rows changed."""
+        rows = ",\n ".join(json.dumps(r, sort_keys=True) for r in self.rows)
+        self.path.write_text('{"rows": [\n ' + rows + "\n]}\n", encoding="utf-8")
 
 
 def is_current(row: dict | None, identity: str, commit: str) -> bool:

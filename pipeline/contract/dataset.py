@@ -30,6 +30,7 @@ Speaker = file-name prefix before the first ``_``. Speaker ids are the sorted tr
 from __future__ import annotations
 
 import errno
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -226,6 +227,18 @@ class Dataset:
             return path
         official = self.root / "2019" / "ABXTasks" / f"{self.language}.item"
         return official if kind == "excerpt" and official.is_file() else None
+
+    def speaker_kinds(self) -> dict[str, set[str]] | None:
+        """Test speakers by kind, ``{"real": ..., "synthetic": ...}``, for a demo corpus that holds
+        recorded speech (its ROOT/manifest.json lists them under ``recorded.speakers``); None for
+        any other dataset (a real ZeroSpeech dataset is all real speech: nothing to split)."""
+        try:
+            manifest = json.loads((self.root / "manifest.json").read_text(encoding="utf-8"))
+            recorded = set(manifest["recorded"]["speakers"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        tests = {u.speaker for u in self.utterances("test", required=False)}
+        return {"real": tests & recorded, "synthetic": tests - recorded}
 
     def abx_task_file(self) -> Path:
         """Where the official evaluator reads this language's ABXpy task (it may be absent):

@@ -5,7 +5,13 @@ pseudo-speakers; the result follows the layout documented in ``pipeline/contract
 included (phone alignments, transcripts, target-voice references, ABX excerpts and item files,
 official-format file lists). Modules: ``corpus_text`` (sentences), ``corpus_engines`` (TTS + sox),
 ``corpus_phones`` (labels, alignments), ``corpus_plan`` (speakers, who says what),
-``corpus_abx`` (excerpts, items, lists).
+``corpus_abx`` (excerpts, items, lists), ``corpus_recorded`` (real recorded speech: the Ur-Quan
+Masters voice pack, downloaded and forced-aligned once per machine, then cached).
+
+``speech``: ``mixed`` (the default) adds real recorded speakers next to the synthetic ones (real
+actors in ``train/unit``, other real actors only in ``test/``); ``synthetic`` builds the
+TTS-only corpus (identical bytes to the corpus before recorded speech existed). The ``tiny``
+scale has no recorded speech, so both give the same tiny corpus.
 
 The build is deterministic (identical bytes for any ``--jobs``), runs in a temporary folder that
 replaces ``OUT`` only when complete, and is skipped when its stamp records the same generator
@@ -31,12 +37,15 @@ from pipeline.core.outputs import claim_folder, write_marker
 from pipeline.core.pool import parallel_map
 from pipeline.core.stamp import fingerprint
 from pipeline.corpus import excerpts as corpus_abx
+from pipeline.corpus import recorded as corpus_recorded
 from pipeline.corpus.engines import Voice, check_engines, render
 from pipeline.corpus.phones import Phone, format_alignment
-from pipeline.corpus.plan import Job, make_plan, output_stem, scale_from
+from pipeline.corpus.plan import Job, add_recorded, make_plan, output_stem, scale_from
 
 GENERATOR_VERSION = 3          # bump whenever the output of a given scale changes
+MIXED_VERSION = 1              # bump whenever only the recorded part of a mixed corpus changes
 MANIFEST = "manifest.json"
+SPEECH = ("mixed", "synthetic")
 LANGUAGE = "english"
 
 
@@ -78,18 +87,40 @@ def _read_manifest(out_dir: Path) -> dict | None:
         return None
 
 
-def build_fingerprint(scale) -> str:
-    """What a built corpus depends on: the generator version and the scale."""
-    return fingerprint("corpus", GENERATOR_VERSION, scale_from(scale).name)
+def effective_speech(scale, speech: str = "mixed") -> str:
+    """``mixed`` only where the scale has recorded speech (``tiny`` has none)."""
+    if speech not in SPEECH:
+        raise UserError(f"corpus speech {speech!r} is not one of {', '.join(SPEECH)}")
+    return "mixed" if speech == "mixed" and scale_from(scale).has_real else "synthetic"
 
 
-def is_up_to_date(out_dir: str | os.PathLike, scale="demo") -> bool:
-    """The stage's skip rule, with the manifest as the stamp: it records the generator version
-    and scale the corpus was built from (it travels with the corpus when it is copied)."""
+def _recorded_version() -> str:
+    """The version of a mixed corpus's recorded part: its selection, and its alignment rules."""
+    return f"{MIXED_VERSION}.{corpus_recorded.ALIGN_VERSION}"
+
+
+def _fingerprint_of(version, scale_name, speech, recorded_version) -> str:
+    if speech == "synthetic":            # as before recorded speech existed
+        return fingerprint("corpus", version, scale_name)
+    return fingerprint("corpus", version, scale_name, speech, recorded_version)
+
+
+def build_fingerprint(scale, speech: str = "mixed") -> str:
+    """What a built corpus depends on: the generator version, the scale and, with recorded
+    speech, the version of its alignment and selection rules."""
+    return _fingerprint_of(GENERATOR_VERSION, scale_from(scale).name, effective_speech(scale, speech),
+                           _recorded_version())
+
+
+def is_up_to_date(out_dir: str | os.PathLike, scale="demo", speech: str = "mixed") -> bool:
+    """The stage's skip rule, with the manifest as the stamp: it records the generator version,
+    scale and speech the corpus was built from (it travels with the corpus when it is copied)."""
     manifest = _read_manifest(Path(out_dir))
     if not isinstance(manifest, dict) or not (Path(out_dir) / "2019" / LANGUAGE / "test").is_dir():
         return False
-    return fingerprint("corpus", manifest.get("version"), manifest.get("scale")) == build_fingerprint(scale)
+    recorded = manifest.get("recorded") if isinstance(manifest.get("recorded"), dict) else {}
+    return _fingerprint_of(manifest.get("version"), manifest.get("scale"), manifest.get("speech", "synthetic"),
+                           recorded.get("version")) == build_fingerprint(scale, speech)
 
 
 def _synthesize(plan, lang_dir: Path, jobs: int) -> tuple[dict[str, tuple[int, list[Phone]]], float]:
@@ -115,14 +146,28 @@ def _synthesize(plan, lang_dir: Path, jobs: int) -> tuple[dict[str, tuple[int, l
     return results, cpu
 
 
+def _extract_recorded(plan, found, lang_dir: Path, jobs: int) -> dict[str, tuple[int, list[Phone]]]:
+    """Write the recorded utterances of the plan; returns {key: (n samples, phones)}."""
+    results = {}
+    for key, samples, phones in corpus_recorded.extract(found, plan.recorded, jobs):
+        split, utt_id = key.rsplit("/", 1)
+        _write_utterance(lang_dir, split, utt_id, samples, phones)
+        results[key] = (len(samples), phones)
+    return results
+
+
 def _make_excerpts(plan, lang_dir: Path, results) -> tuple[list[tuple[str, corpus_abx.Excerpt]], dict[str, int]]:
-    """Cut the ABX excerpts out of the long test utterances; returns (named excerpts, their lengths)."""
+    """Cut the ABX excerpts out of the long test utterances; returns (named excerpts, their lengths).
+    Synthetic and recorded test speakers are capped apart (``max_excerpts``, ``real_max_excerpts``)."""
     long_jobs = [j for j in plan.jobs if j.split == "test"]
-    candidates = []
+    candidates, real_candidates = [], []
     for job in long_jobs:
         n, phones = results[job.key]
-        candidates += corpus_abx.scored_phones(job.utt_id, phones, n, job.text)
+        found = corpus_abx.scored_phones(job.utt_id, phones, n, job.text)
+        (real_candidates if job.key in plan.recorded else candidates).extend(found)
     chosen = corpus_abx.select(candidates, plan.scale.max_excerpts)
+    if real_candidates:
+        chosen += corpus_abx.select(real_candidates, plan.scale.real_max_excerpts)
     named, lengths, audio_cache = [], {}, {}
     for excerpt in tqdm(chosen, desc="corpus: ABX excerpts", unit="file"):
         if excerpt.source not in audio_cache:
@@ -137,26 +182,38 @@ def _make_excerpts(plan, lang_dir: Path, results) -> tuple[list[tuple[str, corpu
 
 
 def build_corpus(out_dir: str | os.PathLike, scale="demo", jobs: int = 2, force: bool = False,
-                 stats: dict | None = None) -> Path:
+                 stats: dict | None = None, speech: str = "mixed") -> Path:
     """Build the demo corpus at ``out_dir`` (the dataset ROOT, holding ``2019/english``).
 
-    ``scale``: ``tiny`` (tests, seconds), ``demo`` (the default: 44 speakers, about 63 min of
-    sentences plus 3000 ABX excerpts) or an integer N (N times the demo's utterances).
-    ``stats``, if given, receives ``built`` (False when skipped), ``wall_seconds`` and
-    ``cpu_seconds`` (all processes, engines included). Returns ``out_dir``.
+    ``scale``: ``tiny`` (tests, seconds), ``demo`` (the default: 44 synthetic speakers, about 63
+    min of sentences plus 3000 ABX excerpts, and with ``speech="mixed"`` 7 recorded speakers) or
+    an integer N (N times the demo's utterances). ``speech``: ``mixed`` or ``synthetic`` (see
+    the module doc). ``stats``, if given, receives ``built`` (False when skipped),
+    ``wall_seconds`` and ``cpu_seconds`` (all processes, engines included; the first
+    alignment of recorded speech is in the wall time only). Returns ``out_dir``.
     """
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     if stats is not None:
         stats.update(built=False, wall_seconds=0.0, cpu_seconds=0.0)
     out_dir = Path(out_dir)
     plan = make_plan(scale)
-    if not force and is_up_to_date(out_dir, scale):
+    speech = effective_speech(scale, speech)
+    if not force and is_up_to_date(out_dir, scale, speech):
         return out_dir
     claim_folder(out_dir, "corpus", replaces=True)
     check_engines(plan.voices.values())
+    found = None
+    if speech == "mixed":        # downloads and aligns on first use, then reads the cache
+        found = corpus_recorded.aligned(jobs)
+        add_recorded(plan, *corpus_recorded.choose(found, plan.scale.real_unit_seconds, plan.scale.real_test_utts))
     with atomic_dir(out_dir) as tmp:
         lang_dir = tmp / "2019" / LANGUAGE
         results, worker_cpu = _synthesize(plan, lang_dir, jobs)
+        if found is not None:
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
+            results.update(_extract_recorded(plan, found, lang_dir, jobs))
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            worker_cpu += after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
         named, excerpt_lengths = _make_excerpts(plan, lang_dir, results)
 
         abx_dir = lang_dir / "abx"
@@ -176,6 +233,9 @@ def build_corpus(out_dir: str | os.PathLike, scale="demo", jobs: int = 2, force:
         (lang_dir / "transcripts.tsv").write_text("".join(f"{j.key}\t{j.text}\n" for j in plan.jobs),
                                                   encoding="utf-8")
         manifest = _manifest(plan, results, excerpt_lengths, len(named))
+        if found is not None:
+            manifest.update(speech="mixed", recorded={"version": _recorded_version(),
+                                                      **corpus_recorded.manifest_entry(found, plan.real_speakers)})
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         write_marker(tmp, "corpus")
     if stats is not None:
@@ -192,11 +252,14 @@ def _manifest(plan, results, excerpt_lengths, n_items) -> dict:
     counts["test (excerpts)"] = len(excerpt_lengths)
     seconds["test (excerpts)"] = sum(excerpt_lengths.values()) / SAMPLE_RATE
     used = {j.utt_id.split("_")[0] for j in plan.jobs}
+    speakers = {spk: plan.voices[spk].describe() if spk in plan.voices else
+                f"recorded: {plan.real_speakers[spk]['actor']} ({', '.join(plan.real_speakers[spk]['races'])})"
+                for spk in sorted(used)}
     return {
         "generator": "zs2020 corpus", "version": GENERATOR_VERSION, "scale": plan.scale.name,
         "language": LANGUAGE, "counts": counts, "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "items": n_items, "synthesis_lines": len(plan.synthesis),
-        "speakers": {spk: plan.voices[spk].describe() for spk in sorted(used)},
+        "speakers": speakers,
     }
 
 
@@ -205,5 +268,7 @@ def summary(out_dir: Path) -> str:
     counts, seconds = manifest.get("counts", {}), manifest.get("seconds", {})
     total = sum(seconds.values()) / 60
     parts = ", ".join(f"{k} {counts[k]}" for k in counts)
-    return (f"{out_dir}: scale {manifest.get('scale')}, {len(manifest.get('speakers', {}))} speakers, "
+    real = len((manifest.get("recorded") or {}).get("speakers", {}))
+    return (f"{out_dir}: scale {manifest.get('scale')}, {len(manifest.get('speakers', {}))} speakers"
+            f"{f' ({real} recorded)' if real else ''}, "
             f"{total:.1f} min; {parts}; {manifest.get('items')} ABX items")

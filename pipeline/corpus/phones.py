@@ -57,6 +57,13 @@ def canonical_espeak(symbol: str) -> str:
     raise ValueError(f"unknown espeak-ng phoneme {symbol!r}")
 
 
+def canonical_pocketsphinx(symbol: str) -> str:
+    """pocketsphinx (en-us model) already labels phones in CMU 39 + SIL; fillers are refused."""
+    if symbol not in PHONES:
+        raise ValueError(f"unknown pocketsphinx phone {symbol!r}")
+    return symbol
+
+
 @dataclass(frozen=True)
 class Phone:
     """One aligned phone in samples: [start, end)."""

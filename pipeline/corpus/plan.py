@@ -14,6 +14,9 @@ Speakers (demo scale):
   festival kal, and two espeak accent x variant combinations not used in training) reading test
   sentences only (disjoint from every training and parallel sentence); each test sentence is
   read by two test speakers, for across-speaker ABX contexts.
+* ``--speech mixed`` (``add_recorded``, not at the tiny scale): real recorded actors S043-S046 in
+  ``train/unit`` and S047-S049 only in ``test`` (``pipeline.corpus.recorded``), with ids after
+  the synthetic jobs, their own synthesis lines and references.
 """
 from __future__ import annotations
 
@@ -36,6 +39,8 @@ ESPEAK_UNIT = [("en-us+m1", 45, 165), ("en+m2", 55, 155), ("en-gb-scotland+m3", 
                ("en-029+f5", 50, 150), ("en-us-nyc+klatt2", 40, 165)]
 
 TARGET_VOICES = {"V001": Voice("flite", "rms"), "V002": Voice("festival", "slt_hts")}
+REAL_UNIT_SECONDS = 240.0       # per real unit actor at the demo scale
+REAL_EXCERPTS = 1500            # ABX excerpts of the real test speakers at the demo scale
 
 
 def _unit_speakers() -> dict[str, Voice]:
@@ -68,10 +73,24 @@ class Scale:
     synthesis_per_speaker: int
     max_excerpts: int
     max_words: int | None = None        # tiny: short sentences only
+    # recorded speech (``--speech mixed``): seconds per real unit actor, utterances and synthesis
+    # lines per real test actor, and the cap on the real test speakers' ABX excerpts (counted
+    # apart from the synthetic ones)
+    real_unit_seconds: float = 0.0
+    real_test_utts: int = 0
+    real_synthesis_per_speaker: int = 0
+    real_max_excerpts: int = 0
+
+    @property
+    def has_real(self) -> bool:
+        return self.real_unit_seconds > 0 or self.real_test_utts > 0
 
 
 def scale_from(value) -> Scale:
-    """``tiny``, ``demo`` (= 1) or a positive integer N (N times the demo's utterances)."""
+    """``tiny``, ``demo`` (= 1) or a positive integer N (N times the demo's utterances).
+    ``tiny`` has no recorded speech: the test suite's corpus needs no download."""
+    if isinstance(value, Scale):
+        return value
     text = str(value).strip().lower()
     units, tests = _unit_speakers(), _test_speakers()
     if text == "tiny":
@@ -86,7 +105,9 @@ def scale_from(value) -> Scale:
     if n < 1:
         raise UserError(f"corpus scale {value!r} is not tiny, demo or a positive integer")
     return Scale(str(n) if n > 1 else "demo", tuple(units), 12 * n, 80 * n, ("S001", "S007", "S013", "S019"),
-                 15 * n, tuple(tests), 12 * n, 2 * n, 3000 * n)
+                 15 * n, tuple(tests), 12 * n, 2 * n, 3000 * n,
+                 real_unit_seconds=REAL_UNIT_SECONDS * n, real_test_utts=24 * n, real_synthesis_per_speaker=4 * n,
+                 real_max_excerpts=REAL_EXCERPTS * n)
 
 
 @dataclass(frozen=True)
@@ -107,6 +128,8 @@ class Plan:
     jobs: list[Job] = field(default_factory=list)
     synthesis: list[tuple[Job, str]] = field(default_factory=list)   # (long test job, target voice)
     next_id: int = 1
+    recorded: dict = field(default_factory=dict)          # job key -> recorded source (not synthesized)
+    real_speakers: dict[str, dict] = field(default_factory=dict)   # speaker -> actor, races, licence
 
     def new_id(self) -> str:
         value = f"{self.next_id:0{ID_WIDTH}d}"
@@ -118,6 +141,8 @@ class Plan:
         (festival starts once per chunk)."""
         groups: dict[str, list[Job]] = {}
         for job in self.jobs:
+            if job.key in self.recorded:
+                continue
             groups.setdefault(job.utt_id.split("_")[0], []).append(job)
         out = []
         for speaker, jobs in groups.items():
@@ -169,3 +194,25 @@ def make_plan(scale_value) -> Plan:
     for job, voice in plan.synthesis:   # the target voice's own rendering of each synthesis sentence
         plan.jobs.append(Job("reference", output_stem(job.utt_id, voice), job.text))
     return plan
+
+
+def add_recorded(plan: Plan, unit: dict[str, list], test: dict[str, list], info: dict[str, dict]) -> None:
+    """Add recorded speakers to a synthetic plan: ``unit``/``test`` map a speaker id to its
+    recorded utterances (objects with ``text``), ``info`` a speaker to what the manifest says
+    about it. Ids continue after the synthetic jobs; each real test speaker gets
+    ``real_synthesis_per_speaker`` synthesis lines (its longest utterances, target voices continuing
+    the alternation) and the target voice's rendering of each line as reference."""
+    for split, speakers in (("train/unit", unit), ("test", test)):
+        for spk, utterances in speakers.items():
+            jobs = [Job(split, f"{spk}_{plan.new_id()}", utt.text) for utt in utterances]
+            plan.jobs.extend(jobs)
+            plan.recorded.update({job.key: utt for job, utt in zip(jobs, utterances)})
+            plan.real_speakers[spk] = {**info[spk], "split": split}
+            if split != "test":
+                continue
+            first = len(plan.synthesis)
+            for job in sorted(jobs, key=lambda j: (-len(j.text), j.utt_id))[: plan.scale.real_synthesis_per_speaker]:
+                voice = list(TARGET_VOICES)[len(plan.synthesis) % len(TARGET_VOICES)]
+                plan.synthesis.append((job, voice))
+            for job, voice in plan.synthesis[first:]:
+                plan.jobs.append(Job("reference", output_stem(job.utt_id, voice), job.text))

@@ -523,6 +523,9 @@ class AbxResult:
     symbols: int = 0                  # distinct frame vectors (levenshtein)
     frames: int = 0
     na_reason: str | None = None      # why the number is not a measurement (None: it is one)
+    # error (%) over the cells whose A and X speakers are both of one group (e.g. real and
+    # synthetic speakers); None for a group with no such cell
+    by_group: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def meaningful(self) -> bool:
@@ -532,7 +535,9 @@ class AbxResult:
         return {"distance": self.distance, "error": round(self.error, 4), "items": self.n_items,
                 "triplets": self.n_triplets, "cells": self.n_cells, "pairs": self.pairs,
                 "undefined_pairs": self.undefined_pairs, "tied_triplets": self.tied_triplets,
-                "n/a": self.na_reason}
+                "n/a": self.na_reason,
+                **({"by_group": {k: None if v is None else round(v, 4) for k, v in self.by_group.items()}}
+                   if self.by_group else {})}
 
 
 def not_applicable(distance: str, packed: PackedFeatures, cells: Cells) -> str | None:
@@ -551,8 +556,25 @@ def not_applicable(distance: str, packed: PackedFeatures, cells: Cells) -> str |
     return None
 
 
-def abx(task: Task, item_arrays: list[np.ndarray], distance: str) -> AbxResult:
-    """ABX error (%) of one feature set (one (frames, dim) array per item of the task)."""
+def group_errors(task: Task, cells: Cells, groups: dict[str, set[str]]) -> dict[str, float | None]:
+    """ABX error (%) of each speaker group: the official average over its own cells (A, B and X said by its speakers)."""
+    out: dict[str, float | None] = {}
+    for name, speakers in groups.items():
+        member = np.isin(task.speaker_names, sorted(speakers))
+        keep = member[cells.speaker_a] & member[cells.speaker_x]
+        if not keep.any():
+            out[name] = None
+            continue
+        subset = Cells(*(getattr(cells, f)[keep] for f in ("phone_a", "phone_b", "speaker_a", "speaker_x",
+                                                           "context", "score", "n")))
+        out[name] = 100.0 * (1.0 - average_cells(subset)[0])
+    return out
+
+
+def abx(task: Task, item_arrays: list[np.ndarray], distance: str,
+        groups: dict[str, set[str]] | None = None) -> AbxResult:
+    """ABX error (%) of one feature set (one (frames, dim) array per item of the task), and of
+    each speaker group of ``groups`` (name -> speaker names) on its own."""
     packed = pack_features(item_arrays, distance, allow_empty=task.listed is not None)
     cells = score_cells(task, packed)
     mean, per_pair = average_cells(cells)
@@ -562,7 +584,7 @@ def abx(task: Task, item_arrays: list[np.ndarray], distance: str) -> AbxResult:
     return AbxResult(distance, 100.0 * (1.0 - mean), task.n_items_used, int(cells.n.sum()), len(cells.score),
                      {f"{names[a]}-{names[b]}": 100.0 * (1.0 - v) for (a, b), v in per_pair.items()},
                      cells.pairs, cells.undefined_pairs, cells.tied_triplets, symbols, frames,
-                     not_applicable(distance, packed, cells))
+                     not_applicable(distance, packed, cells), group_errors(task, cells, groups or {}))
 
 
 def dtw_normalized(cost: np.ndarray) -> float:

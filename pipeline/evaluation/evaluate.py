@@ -151,6 +151,8 @@ class LanguageTask:
             f"no bitrate file list: looked for bitrate_filelist.txt in "
             + (f"--filelists {lists_dir} and " if lists_dir else "") + f"{dataset.lang_dir / 'lists'}")
         self._test_utts = {u.utt_id: u for u in dataset.utterances("test", required=False)}
+        # real and synthetic test speakers of a demo corpus with recorded speech, scored apart too
+        self.speaker_groups = dataset.speaker_kinds()
 
     def test_utterance(self, stem: str):
         if stem not in self._test_utts:
@@ -211,7 +213,7 @@ def score_features(lang: LanguageTask, features: dict[str, np.ndarray], distance
     results = {}
     for distance in distances:
         start = time.perf_counter()
-        result = results[distance] = abxlib.abx(lang.task, arrays, distance)
+        result = results[distance] = abxlib.abx(lang.task, arrays, distance, lang.speaker_groups)
         value = f"{result.error:6.2f} %" if result.meaningful else f"   n/a   (official value {result.error:.2f} %)"
         log(f"  {label:<22} ABX {distance:<11} {value}  ({time.perf_counter() - start:.1f} s)")
     return results
@@ -268,6 +270,18 @@ def mfcc_ratio(results: LanguageResults, declared: str) -> float | None:
     return units.error / mfcc.error
 
 
+def by_speaker_kind(results: LanguageResults, lang: LanguageTask, declared: str) -> dict:
+    """Per kind of test speaker (real, synthetic): speakers, ABX of every folder and baseline at the
+    declared distance over that kind's triplets alone, and the units over the MFCC baseline."""
+    out = {}
+    for kind, speakers in (lang.speaker_groups or {}).items():
+        abx = {f: res[declared].by_group.get(kind) for f, res in results.abx.items() if declared in res}
+        units, mfcc = abx.get("test"), abx.get("baseline_mfcc")
+        out[kind] = {"speakers": sorted(speakers), "distance": declared, "abx": abx,
+                     "abx_units_over_mfcc": round(units / mfcc, 4) if units is not None and mfcc else None}
+    return out
+
+
 def extras_json(results: LanguageResults, lang: LanguageTask, declared: str) -> dict:
     ratio = mfcc_ratio(results, declared)
     return {
@@ -280,6 +294,7 @@ def extras_json(results: LanguageResults, lang: LanguageTask, declared: str) -> 
                               for d in (declared if declared in res else next(iter(res)),)},
         "bitrate": {f: r.to_json() for f, r in results.bitrate.items()},
         "warnings": results.warnings,
+        **({"by_speaker_kind": by_speaker_kind(results, lang, declared)} if lang.speaker_groups else {}),
     }
 
 
@@ -371,7 +386,8 @@ def evaluate_submission(submission: str | Path, dataset_root: str | Path, out: s
                 speech = config.evaluate.speech
                 extras[language]["speech"] = speech_measures(
                     lang.dataset, converted_wavs(tree, language), spec, jobs=settings.jobs,
-                    max_lines=speech.max_lines or None, voice_utts=speech.voice_utts, measures=tuple(speech.measures))
+                    max_lines=speech.max_lines or None, voice_utts=speech.voice_utts, measures=tuple(speech.measures),
+                    speaker_groups=lang.speaker_groups)
             if one_shot is not None:
                 speech = config.evaluate.speech
                 log(f"{language}: one-shot conversion of {speech.one_shot_trials} test utterances")

@@ -36,6 +36,7 @@ def write_report(out: Path, scores: dict) -> None:
                   + f", **bitrate {_fmt(official['scores']['bitrate'])} bits/s**. "
                   f"Items: {ext['item_kind']} ({ext['item_file'] or 'none: no ABX'}).", ""]
         lines += _abx_table(ext)
+        lines += _kind_table(ext)
         lines += _na_notes(ext)
         lines += [f"- warning: {w}" for w in ext.get("warnings", [])]
         images = _plots(out, language, ext)
@@ -59,6 +60,28 @@ def _abx_table(ext: dict) -> list[str]:
         if folder not in ext["abx"]:
             rows.append(f"| {folder} | " + " | ".join("–" for _ in DISTANCES) + f" | {_fmt(rate['bitrate'])} | – |")
     return rows + [""]
+
+
+def _kind_table(ext: dict) -> list[str]:
+    """ABX and converted speech per kind of test speaker (real recordings, synthetic voices)."""
+    kinds = ext.get("by_speaker_kind")
+    if not kinds:
+        return []
+    speech = (ext.get("speech") or {}).get("by_speaker_kind", {})
+    folders = sorted({f for k in kinds.values() for f in k["abx"]})
+    rows = ["### By kind of test speaker", "",
+            "| speakers | " + " | ".join(f"ABX {f} %" for f in folders)
+            + " | units x MFCC | lines | closer | CER | CER x sources' | DNSMOS | DNSMOS of sources |",
+            "|" + "---|" * (len(folders) + 8)]
+    for kind, k in kinds.items():
+        s = speech.get(kind, {}).get("summary", {})
+        rows.append(f"| {kind} ({len(k['speakers'])}) | " + " | ".join(_fmt(k["abx"].get(f)) for f in folders)
+                    + f" | {_fmt(k['abx_units_over_mfcc'])} | {speech.get(kind, {}).get('lines', 0)} | "
+                    + " | ".join(_fmt(s.get(key), d) for key, d in (("share_closer_to_target", 2), ("cer_converted", 3),
+                                                                    ("cer_ratio", 2), ("dnsmos_converted", 2),
+                                                                    ("dnsmos_source", 2))) + " |")
+    return rows + [f"ABX at the declared distance ({next(iter(kinds.values()))['distance']}) over the triplets "
+                   f"whose speakers are all of that kind.", ""]
 
 
 def _na_notes(ext: dict) -> list[str]:

@@ -193,7 +193,8 @@ def _speaker_audios(utts: list[Utterance], limit: int, sample_rate: int, min_sec
 
 def speech_measures(dataset: Dataset, converted: dict[str, bytes], spec: FeatureSpec, jobs: int = 1,
                     max_lines: int | None = None, voice_utts: int = 10, measures: tuple[str, ...] = MEASURES,
-                    progress: bool = True, also: tuple[str, ...] = ("reference", "source")) -> dict:
+                    progress: bool = True, also: tuple[str, ...] = ("reference", "source"),
+                    speaker_groups: dict[str, set[str]] | None = None) -> dict:
     """Score the converted wavs of one language (``converted``: output wav name -> its bytes),
     beside the target voice's own rendering and the source (``also``; () measures only the
     converted wavs). Returns {"skipped": reason} when impossible."""
@@ -223,7 +224,14 @@ def speech_measures(dataset: Dataset, converted: dict[str, bytes], spec: Feature
     jobs_list = [_line_job(dataset, converted[ln.output_name], ln, target_emb, source_emb, measures, spec, also)
                  for ln in present]
     rows = measure_lines(jobs_list, jobs, progress)
-    return {"lines": len(rows), "synthesis_lines": len(lines), "summary": summarize(rows), "per_line": rows}
+    result = {"lines": len(rows), "synthesis_lines": len(lines), "summary": summarize(rows), "per_line": rows}
+    if speaker_groups:
+        source_of = {ln.output_name: ln.source.speaker for ln in present}
+        result["by_speaker_kind"] = {
+            kind: {"lines": len(mine), "summary": summarize(mine)}
+            for kind, speakers in speaker_groups.items()
+            for mine in ([r for r in rows if source_of.get(r["name"]) in speakers],)}
+    return result
 
 
 def _line_job(dataset: Dataset, converted: bytes, line: SynthesisLine, target_emb: dict, source_emb: dict,
@@ -252,4 +260,7 @@ def summarize(rows: list[dict]) -> dict:
     closer = [r["sim_target_converted"] > r["sim_source_converted"] for r in rows if "sim_target_converted" in r]
     if closer:
         out["share_closer_to_target"] = float(np.mean(closer))
+    # how much of the content conversion loses: 1.0 is nothing lost
+    if out.get("cer_source"):
+        out["cer_ratio"] = out["cer_converted"] / out["cer_source"] if "cer_converted" in out else None
     return out

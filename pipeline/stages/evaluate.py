@@ -44,7 +44,34 @@ def summary_line(language: str, entry: dict, extras: dict) -> str:
         ratio = extras.get("abx_units_over_mfcc")
         abx_text = f"{s['abx']:.2f} %" + (f" ({ratio:.2f} x the MFCC baseline)" if ratio is not None else "")
     rate_text = f"{s['bitrate']:.2f} bits/s" if s["bitrate"] is not None else "n/a"
-    return f"{language}: ABX {abx_text}, bitrate {rate_text}"
+    line = f"{language}: ABX {abx_text}, bitrate {rate_text}"
+    kinds = [f"{kind} speakers {k['abx']['test']:.2f} %" + (f" ({k['abx_units_over_mfcc']:.2f} x MFCC)"
+                                                           if k["abx_units_over_mfcc"] is not None else "")
+             for kind, k in extras.get("by_speaker_kind", {}).items() if k["abx"].get("test") is not None]
+    return line + (f"; {', '.join(kinds)}" if kinds else "")
+
+
+def speech_line(language: str, extras: dict) -> str | None:
+    """``english converted speech: 95 % closer to the target, CER 0.34 (1.00 x the sources'), ...``,
+    with the same per kind of source speaker when the dataset has both."""
+    speech = extras.get("speech") or {}
+    if "summary" not in speech:
+        return None
+    parts = [("all", speech["summary"])] + [(kind, k["summary"]) for kind, k in
+                                            speech.get("by_speaker_kind", {}).items() if k["lines"]]
+
+    def text(summary: dict) -> str:
+        items = []
+        if "share_closer_to_target" in summary:
+            items.append(f"{100 * summary['share_closer_to_target']:.0f} % closer to the target")
+        if "cer_converted" in summary:
+            ratio = summary.get("cer_ratio")
+            items.append(f"CER {summary['cer_converted']:.3f}" + (f" ({ratio:.2f} x the sources')" if ratio else ""))
+        if "dnsmos_converted" in summary:
+            items.append(f"DNSMOS {summary['dnsmos_converted']:.2f}"
+                         + (f" (sources {summary['dnsmos_source']:.2f})" if "dnsmos_source" in summary else ""))
+        return ", ".join(items)
+    return f"{language} converted speech: " + "; ".join(f"{name}: {text(s)}" for name, s in parts)
 
 
 @click.command("evaluate", context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,4 +120,7 @@ def evaluate_command(submission, dataset_root, out, run, preset, jobs, filelists
                                  baselines=False if no_baselines else None, items=_items(items))
     for language, entry in scores["2019"].items():
         click.echo(summary_line(language, entry, scores["zs2020_extras"].get(language, {})))
+        line = speech_line(language, scores["zs2020_extras"].get(language, {}))
+        if line:
+            click.echo(line)
     click.echo(f"wrote {Path(out) / 'scores.json'} and {Path(out) / 'report.md'}")
