@@ -15,9 +15,13 @@
   (``pipeline.evaluation.oneshot``), scored for similarity to the reference and to the source, the
   share of trials closer to the reference, CER and DNSMOS. A VQ-VAE-2 knows its speakers by table,
   so its rows have the conversion columns only.
+- ``by_kind``: ``units`` and ``conversion`` on a demo corpus with recorded speech, each scored
+  apart on the real and the synthetic test speakers (ABX over each kind's own triplets and its
+  MFCC baseline, the share of lines closer to the target, the CER over the sources' CER, DNSMOS).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -84,15 +88,22 @@ def _unit_arrays(stem: str, units) -> tuple[str, dict[str, np.ndarray]]:
 
 def mfcc_abx(study: Study, task: LanguageTask, data: Data) -> float:
     """The MFCC + deltas baseline on the study's items (cached beside the trained models)."""
+    return mfcc_abx_by_kind(study, task, data)[0]
+
+
+def mfcc_abx_by_kind(study: Study, task: LanguageTask, data: Data) -> tuple[float, dict[str, float | None]]:
+    """The MFCC baseline over all items and over each kind of test speaker (``task.speaker_groups``)."""
     path = data.work / "mfcc_abx.json"
     if path.is_file():
-        return json.loads(path.read_text())["abx"]
+        cached = json.loads(path.read_text())
+        if "by_kind" in cached or not task.speaker_groups:
+            return cached["abx"], cached.get("by_kind", {})
     spec = feature_spec(load_config(study.preset))
     feats = compute_baselines({s: task.test_utterance(s) for s in task.item_stems}, spec, progress=False)["mfcc"]
-    value = abxlib.abx(task.task, task.item_arrays(feats), "cosine").error
+    result = abxlib.abx(task.task, task.item_arrays(feats), "cosine", task.speaker_groups)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"abx": value}))
-    return value
+    path.write_text(json.dumps({"abx": result.error, "by_kind": result.by_group}))
+    return result.error, result.by_group
 
 
 def measure_units(study: Study, variant: str, seed: int, data: Data) -> dict:
@@ -129,7 +140,8 @@ UNITS_COLUMNS = [Column("abx_codes", "ABX units %", 2), Column("abx_codes_x_mfcc
 
 # ============================================================================ conversion
 def convert_lines(study: Study, variant: str, seed: int, data: Data) -> tuple[dict, Path, Path]:
-    """The conversion measures, the unit system's checkpoint and the (variant, seed) folder."""
+    """The conversion measures (with ``by_speaker_kind`` when the dataset has real and synthetic
+    test speakers), the unit system's checkpoint and the (variant, seed) folder."""
     checkpoint, unit_minutes = train_units(study, variant, seed, data)
     overrides = study.overrides(variant, seed)
     config = load_config(study.preset, overrides)
@@ -146,13 +158,53 @@ def convert_lines(study: Study, variant: str, seed: int, data: Data) -> tuple[di
                f"conversion.tract_search={config.conversion.tract_search}"])
     wavs = {p.name: p.read_bytes() for p in converted.glob("*.wav")}
     spec = feature_spec(load_config(study.preset))
-    summary = speech_measures(Dataset(data.dataset), wavs, spec, jobs=data.jobs, max_lines=data.lines,
-                              progress=False)["summary"]
-    return {"train_minutes": unit_minutes + vocoder_minutes, **summary}, checkpoint, folder
+    dataset = Dataset(data.dataset)
+    speech = speech_measures(dataset, wavs, spec, jobs=data.jobs, max_lines=data.lines, progress=False,
+                             speaker_groups=dataset.speaker_kinds())
+    return ({"train_minutes": unit_minutes + vocoder_minutes, **speech["summary"],
+             **({"by_speaker_kind": speech["by_speaker_kind"]} if "by_speaker_kind" in speech else {})},
+            checkpoint, folder)
 
 
 def measure_conversion(study: Study, variant: str, seed: int, data: Data) -> dict:
-    return convert_lines(study, variant, seed, data)[0]
+    out = convert_lines(study, variant, seed, data)[0]
+    out.pop("by_speaker_kind", None)
+    return out
+
+
+# ============================================================================ per kind of speaker
+def measure_by_kind(study: Study, variant: str, seed: int, data: Data) -> dict:
+    """Units and conversion measured apart on the real and the synthetic test speakers of a demo
+    corpus with recorded speech: what issue 28's goals are stated in."""
+    dataset = Dataset(data.dataset)
+    if not dataset.speaker_kinds():
+        raise SystemExit(f"{data.dataset}: its manifest lists no recorded speakers (build it with --speech mixed)")
+    # every synthesis line: the recorded speakers' lines come last in the demo corpus
+    speech, checkpoint, _ = convert_lines(study, variant, seed, dataclasses.replace(data, lines=0))
+    task = LanguageTask(dataset, "excerpt", None)
+    stems = sorted(set(task.item_stems) | set(task.bitrate_stems))
+    units = dict(encode_wavs(checkpoint, [(s, task.test_utterance(s).path) for s in stems], _unit_arrays,
+                             jobs=data.jobs, progress=False))
+    codes = abxlib.abx(task.task, task.item_arrays({s: u["codes"] for s, u in units.items()}), "cosine",
+                       task.speaker_groups)
+    _, mfcc = mfcc_abx_by_kind(study, task, data)
+    out = {"train_minutes": speech["train_minutes"],
+           "bitrate": bitrate({s: u["codes"] for s, u in units.items()}, task.bitrate_rows).bitrate}
+    for kind in task.speaker_groups:
+        error, base = codes.by_group.get(kind), mfcc.get(kind)
+        summary = speech.get("by_speaker_kind", {}).get(kind, {}).get("summary", {})
+        out.update({f"abx_{kind}": error, f"abx_{kind}_x_mfcc": error / base if error is not None and base else None,
+                    f"closer_{kind}": summary.get("share_closer_to_target"), f"cer_ratio_{kind}": summary.get("cer_ratio"),
+                    f"dnsmos_{kind}": summary.get("dnsmos_converted"), f"dnsmos_source_{kind}": summary.get("dnsmos_source")})
+    return out
+
+
+BY_KIND_COLUMNS = [Column(key.format(kind=kind), f"{label}, {kind}", digits) for kind in ("real", "synthetic")
+                   for key, label, digits in (("abx_{kind}", "ABX units %", 2), ("abx_{kind}_x_mfcc", "x MFCC", 2),
+                                              ("closer_{kind}", "closer", 2), ("cer_ratio_{kind}", "CER x sources'", 2),
+                                              ("dnsmos_{kind}", "DNSMOS", 2),
+                                              ("dnsmos_source_{kind}", "DNSMOS of sources", 2))] + [
+    Column("bitrate", "bits/s", 0), Column("train_minutes", "train min", 1)]
 
 
 CONVERSION_COLUMNS = [Column("share_closer_to_target", "closer to target", 2),
@@ -174,6 +226,7 @@ def measure_one_shot(study: Study, variant: str, seed: int, data: Data) -> dict:
     plan = OneShotPlan(checkpoint, universal / "checkpoint.pt", universal=True)
     one_shot, _ = one_shot_measures(plan, Dataset(data.dataset), trials=data.trials, seed=0, voice_utts=10,
                                     measures=("similarity", "asr", "dnsmos"), jobs=data.jobs, progress=False)
+    out.pop("by_speaker_kind", None)
     return {**out, **{f"one_shot_{k}": v for k, v in one_shot.get("summary", {}).items()}}
 
 
@@ -188,4 +241,5 @@ MEASURES: dict[str, tuple[Callable[[Study, str, int, Data], dict], list[Column]]
     "units": (measure_units, UNITS_COLUMNS),
     "conversion": (measure_conversion, CONVERSION_COLUMNS),
     "one_shot": (measure_one_shot, ONE_SHOT_COLUMNS),
+    "by_kind": (measure_by_kind, BY_KIND_COLUMNS),
 }
