@@ -86,6 +86,18 @@ def _unit_arrays(stem: str, units) -> tuple[str, dict[str, np.ndarray]]:
     return stem, {"codes": units.bottom_vectors, "prequant": units.prequant, "aux": aux, "ids": units.bottom_ids}
 
 
+def encode_test_units(checkpoint: Path, task: LanguageTask, data: Data) -> dict[str, dict[str, np.ndarray]]:
+    """stem -> {codes, prequant, aux, ids} of the test wavs the ABX items and the bitrate need."""
+    stems = sorted(set(task.item_stems) | set(task.bitrate_stems))
+    return dict(encode_wavs(checkpoint, [(s, task.test_utterance(s).path) for s in stems], _unit_arrays,
+                            jobs=data.jobs, progress=False))
+
+
+def units_bitrate(units: dict[str, dict[str, np.ndarray]], task: LanguageTask) -> float:
+    """The bitrate of the submitted bottom codes over the task's bitrate list."""
+    return bitrate({s: u["codes"] for s, u in units.items()}, task.bitrate_rows).bitrate
+
+
 def mfcc_abx(study: Study, task: LanguageTask, data: Data) -> float:
     """The MFCC + deltas baseline on the study's items (cached beside the trained models)."""
     return mfcc_abx_by_kind(study, task, data)[0]
@@ -109,16 +121,14 @@ def mfcc_abx_by_kind(study: Study, task: LanguageTask, data: Data) -> tuple[floa
 def measure_units(study: Study, variant: str, seed: int, data: Data) -> dict:
     checkpoint, minutes = train_units(study, variant, seed, data)
     task = LanguageTask(Dataset(data.dataset), "excerpt", None)
-    stems = sorted(set(task.item_stems) | set(task.bitrate_stems))
-    units = dict(encode_wavs(checkpoint, [(s, task.test_utterance(s).path) for s in stems], _unit_arrays,
-                             jobs=data.jobs, progress=False))
+    units = encode_test_units(checkpoint, task, data)
     mfcc = mfcc_abx(study, task, data)
     out = {"train_minutes": minutes, "abx_mfcc": mfcc}
     for kind in ("codes", "prequant", "aux"):
         feats = {stem: u[kind] for stem, u in units.items()}
         out[f"abx_{kind}"] = abxlib.abx(task.task, task.item_arrays(feats), "cosine").error
     out["abx_codes_x_mfcc"] = out["abx_codes"] / mfcc
-    out["bitrate"] = bitrate({s: u["codes"] for s, u in units.items()}, task.bitrate_rows).bitrate
+    out["bitrate"] = units_bitrate(units, task)
     counts = np.bincount(np.concatenate([u["ids"] for u in units.values()]))
     p = counts[counts > 0] / counts.sum()
     out["codes_used"] = int((counts > 0).sum())
@@ -139,9 +149,10 @@ UNITS_COLUMNS = [Column("abx_codes", "ABX units %", 2), Column("abx_codes_x_mfcc
 
 
 # ============================================================================ conversion
-def convert_lines(study: Study, variant: str, seed: int, data: Data) -> tuple[dict, Path, Path]:
-    """The conversion measures (with ``by_speaker_kind`` when the dataset has real and synthetic
-    test speakers), the unit system's checkpoint and the (variant, seed) folder."""
+def convert_lines(study: Study, variant: str, seed: int, data: Data,
+                  groups: dict[str, set[str]] | None = None) -> tuple[dict, Path, Path]:
+    """The conversion measures (with ``by_speaker_kind``, the same per group of source speakers,
+    when ``groups`` are given), the unit system's checkpoint and the (variant, seed) folder."""
     checkpoint, unit_minutes = train_units(study, variant, seed, data)
     overrides = study.overrides(variant, seed)
     config = load_config(study.preset, overrides)
@@ -158,38 +169,31 @@ def convert_lines(study: Study, variant: str, seed: int, data: Data) -> tuple[di
                f"conversion.tract_search={config.conversion.tract_search}"])
     wavs = {p.name: p.read_bytes() for p in converted.glob("*.wav")}
     spec = feature_spec(load_config(study.preset))
-    dataset = Dataset(data.dataset)
-    speech = speech_measures(dataset, wavs, spec, jobs=data.jobs, max_lines=data.lines, progress=False,
-                             speaker_groups=dataset.speaker_kinds())
+    speech = speech_measures(Dataset(data.dataset), wavs, spec, jobs=data.jobs, max_lines=data.lines,
+                             progress=False, speaker_groups=groups)
     return ({"train_minutes": unit_minutes + vocoder_minutes, **speech["summary"],
-             **({"by_speaker_kind": speech["by_speaker_kind"]} if "by_speaker_kind" in speech else {})},
-            checkpoint, folder)
+             **({"by_speaker_kind": speech["by_speaker_kind"]} if groups else {})}, checkpoint, folder)
 
 
 def measure_conversion(study: Study, variant: str, seed: int, data: Data) -> dict:
-    out = convert_lines(study, variant, seed, data)[0]
-    out.pop("by_speaker_kind", None)
-    return out
+    return convert_lines(study, variant, seed, data)[0]
 
 
 # ============================================================================ per kind of speaker
 def measure_by_kind(study: Study, variant: str, seed: int, data: Data) -> dict:
     """Units and conversion measured apart on the real and the synthetic test speakers of a demo
     corpus with recorded speech: what issue 28's goals are stated in."""
-    dataset = Dataset(data.dataset)
-    if not dataset.speaker_kinds():
+    task = LanguageTask(Dataset(data.dataset), "excerpt", None)
+    if not task.speaker_groups:
         raise SystemExit(f"{data.dataset}: its manifest lists no recorded speakers (build it with --speech mixed)")
     # every synthesis line: the recorded speakers' lines come last in the demo corpus
-    speech, checkpoint, _ = convert_lines(study, variant, seed, dataclasses.replace(data, lines=0))
-    task = LanguageTask(dataset, "excerpt", None)
-    stems = sorted(set(task.item_stems) | set(task.bitrate_stems))
-    units = dict(encode_wavs(checkpoint, [(s, task.test_utterance(s).path) for s in stems], _unit_arrays,
-                             jobs=data.jobs, progress=False))
+    speech, checkpoint, _ = convert_lines(study, variant, seed, dataclasses.replace(data, lines=0),
+                                          task.speaker_groups)
+    units = encode_test_units(checkpoint, task, data)
     codes = abxlib.abx(task.task, task.item_arrays({s: u["codes"] for s, u in units.items()}), "cosine",
                        task.speaker_groups)
     _, mfcc = mfcc_abx_by_kind(study, task, data)
-    out = {"train_minutes": speech["train_minutes"],
-           "bitrate": bitrate({s: u["codes"] for s, u in units.items()}, task.bitrate_rows).bitrate}
+    out = {"train_minutes": speech["train_minutes"], "bitrate": units_bitrate(units, task)}
     for kind in task.speaker_groups:
         error, base = codes.by_group.get(kind), mfcc.get(kind)
         summary = speech.get("by_speaker_kind", {}).get(kind, {}).get("summary", {})
@@ -226,7 +230,6 @@ def measure_one_shot(study: Study, variant: str, seed: int, data: Data) -> dict:
     plan = OneShotPlan(checkpoint, universal / "checkpoint.pt", universal=True)
     one_shot, _ = one_shot_measures(plan, Dataset(data.dataset), trials=data.trials, seed=0, voice_utts=10,
                                     measures=("similarity", "asr", "dnsmos"), jobs=data.jobs, progress=False)
-    out.pop("by_speaker_kind", None)
     return {**out, **{f"one_shot_{k}": v for k, v in one_shot.get("summary", {}).items()}}
 
 

@@ -46,9 +46,9 @@ from pipeline.core.training import TrainLoop
 from pipeline.features import feature_spec, open_feature_dir
 from pipeline.pitch import PITCH_CEILING_HZ, PITCH_FLOOR_HZ, pitch_features
 from pipeline.systems.vqmivc import KIND
-from pipeline.train.vqvae import GRAD_CLIP, TrainingData, learning_rate, load_training_data, mel_statistics
+from pipeline.train.vqvae import (GRAD_CLIP, TrainingData, fingerprinted_schedule, learning_rate, load_training_data,
+                                  mel_statistics)
 
-_NOT_FINGERPRINTED = ("checkpoint_every", "log_every")
 # estimator name -> (loss weight key, metric suffix)
 MI_TERMS = {"content_speaker": ("mi_content_speaker", "cs"), "content_pitch": ("mi_content_pitch", "cp"),
             "pitch_speaker": ("mi_pitch_speaker", "ps")}
@@ -146,9 +146,8 @@ def mi_pairs(out: VQMIVCOutput, pitch: torch.Tensor) -> dict[str, tuple[torch.Te
 
 
 def run_fingerprint(config: Config, data_fingerprints: list[str]) -> str:
-    schedule = {k: v for k, v in config.vqvae.train.to_dict().items() if k not in _NOT_FINGERPRINTED}
-    return fingerprint(KIND, config.vqmivc, schedule, config.vqvae.quantizer, config.vqvae.loss.cpc,
-                       list(config.vqvae.languages), feature_spec(config), config.seed, data_fingerprints)
+    return fingerprint(KIND, config.vqmivc, fingerprinted_schedule(config), config.vqvae.quantizer,
+                       config.vqvae.loss.cpc, list(config.vqvae.languages), feature_spec(config), config.seed, data_fingerprints)
 
 
 @torch.no_grad()

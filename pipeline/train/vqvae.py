@@ -102,9 +102,13 @@ def learning_rate(tcfg: TrainSchedule, step: int) -> float:
     return tcfg.lr * LR_GAMMA ** passed
 
 
+def fingerprinted_schedule(config: Config) -> dict:
+    """The ``vqvae.train`` schedule as the trained weights depend on it (both unit systems train on it)."""
+    return {k: v for k, v in config.vqvae.train.to_dict().items() if k not in _NOT_FINGERPRINTED}
+
+
 def run_fingerprint(config: Config, data_fingerprints: list[str]) -> str:
-    vq = config.vqvae.to_dict()
-    vq["train"] = {k: v for k, v in vq["train"].items() if k not in _NOT_FINGERPRINTED}
+    vq = {**config.vqvae.to_dict(), "train": fingerprinted_schedule(config)}
     return fingerprint(KIND, vq, feature_spec(config), config.seed, data_fingerprints)
 
 
