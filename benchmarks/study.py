@@ -18,13 +18,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.study_measures import MEASURES, Data  # noqa: E402
+from benchmarks.study_measures import MEASURES, Data, variant_data  # noqa: E402
 from benchmarks.studylib import RESULTS_DIR, STUDY_DIR, Results, Study, code_commit, is_current, render_page  # noqa: E402
 
 
 def run_study(study: Study, data: Data, variants: list[str] | None = None, seeds: list[int] | None = None,
               log=print) -> Results:
     """Measure what is not current; returns the study's rows (saved after each one)."""
+    if study.is_record:
+        raise SystemExit(f"{study.path}: a record of rows measured by another command; re-run it: "
+                         f"{study.command.strip() or '(no command given)'}")
     measure, _ = MEASURES[study.measure]
     results = Results.load(study.results_path)
     commit = code_commit()
@@ -37,7 +40,7 @@ def run_study(study: Study, data: Data, variants: list[str] | None = None, seeds
                 log(f"  {variant} seed {seed}: current ({commit})")
                 continue
             start = time.perf_counter()
-            measures = measure(study, variant, seed, data)
+            measures = measure(study, variant, seed, variant_data(study, variant, seed, data))
             results.put({"variant": variant, "seed": seed, "overlay": study.overlay(variant), "config": identity,
                          "commit": commit, "measures": measures})
             results.save()
@@ -46,7 +49,7 @@ def run_study(study: Study, data: Data, variants: list[str] | None = None, seeds
 
 
 def render(study: Study, out_dir: Path = RESULTS_DIR) -> Path:
-    _, columns = MEASURES[study.measure]
+    columns = study.columns if study.is_record else MEASURES[study.measure][1]
     out_dir.mkdir(parents=True, exist_ok=True)
     page = out_dir / f"{study.name}.md"
     page.write_text(render_page(study, Results.load(study.results_path), columns), encoding="utf-8")

@@ -70,6 +70,21 @@ def run_stage(command: list[str]) -> float:
     return (time.perf_counter() - start) / 60
 
 
+def variant_data(study: Study, variant: str, seed: int, data: Data) -> Data:
+    """The data a row is measured on: ``data``, or for a variant that changes ``corpus.scale``
+    (the share of real speech, ``demo:real12``) its own corpus and features, built once under
+    ``<work>/../corpora/<scale>`` (the stages skip what is up to date), and its own work folder."""
+    scale = str(load_config(study.preset, study.overrides(variant, seed)).corpus.scale)
+    if scale == str(load_config(study.preset).corpus.scale):
+        return data
+    root = data.work.parent / "corpora" / scale.replace(":", "-")
+    run_stage([ZS, "corpus", "--out", str(root / "corpus"), "--scale", scale, "--jobs", str(data.jobs)])
+    run_stage([ZS, "features", "--dataset", str(root / "corpus"), "--out", str(root / "features"), "--config",
+               study.preset, "--jobs", str(data.jobs)])
+    return dataclasses.replace(data, dataset=root / "corpus", features=root / "features",
+                               work=data.work / f"corpus-{scale.replace(':', '-')}")
+
+
 def train_units(study: Study, variant: str, seed: int, data: Data) -> tuple[Path, float]:
     """The variant's unit system, shared by every variant whose unit settings resolve the same."""
     config = load_config(study.preset, study.overrides(variant, seed))

@@ -19,6 +19,11 @@ each measure as published, e.g. ``"0.371 (0.351-0.391)"``) with the commit that 
 re-measured only when its resolved config or the commit differ from the ones asked for; rows
 measured by code that no longer exists (a retired switch) keep their commit and stay on the
 page. ``docs/results/<study>.md`` is rendered from the JSON alone: no table is typed by hand.
+
+A record (``measure: recorded``) keeps a table measured by another command (a diagnosis
+benchmark, a fresh-clone ``make evaluate``) as data: the study file names that ``command`` and its
+``columns`` (key, label, digits), each row of its JSON is one line of the table with the commit that
+published it, and the runner renders it but cannot re-measure it (re-run the command instead).
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ from pipeline.core.stamp import fingerprint
 REPO = Path(__file__).resolve().parents[1]
 STUDY_DIR = REPO / "benchmarks" / "studies"
 RESULTS_DIR = REPO / "docs" / "results"
+RECORDED = "recorded"    # the measure of a record: rows measured by another command, kept as data
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ class Study:
     variants: dict[str, dict[str, Any]]
     path: Path
     notes: str = ""
+    command: str = ""                                   # a record's: what measured its rows
+    columns: list[Column] = field(default_factory=list)  # a record's: its table's columns
 
     @classmethod
     def load(cls, path: str | Path) -> "Study":
@@ -70,7 +78,13 @@ class Study:
                    measure=str(data["measure"]), preset=str(data.get("preset", "demo")),
                    seeds=[int(s) for s in data.get("seeds", [1234])], base=dict(data.get("base") or {}),
                    variants={str(k): dict(v or {}) for k, v in data["variants"].items()}, path=path,
-                   notes=str(data.get("notes", "")))
+                   notes=str(data.get("notes", "")), command=str(data.get("command", "")),
+                   columns=[Column(str(c["key"]), str(c["label"]), int(c.get("digits", 2)))
+                            for c in data.get("columns") or []])
+
+    @property
+    def is_record(self) -> bool:
+        return self.measure == RECORDED
 
     @property
     def results_path(self) -> Path:
@@ -180,6 +194,8 @@ def _recorded_cell(value, digits: int) -> str:
 
 
 def render_page(study: Study, results: Results, columns: list[Column]) -> str:
+    if study.is_record:
+        return _render_record(study, results)
     header = ["variant", "changes", "seeds", "commit"] + [c.label for c in columns]
     lines = [f"# {study.title}", ""]
     if study.question:
@@ -193,6 +209,26 @@ def render_page(study: Study, results: Results, columns: list[Column]) -> str:
         lines += [f"Every variant starts from: {_overlay_text(study.base)}.", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(study, results, columns)]
+    if study.notes:
+        lines += ["", study.notes.strip()]
+    return "\n".join(lines) + "\n"
+
+
+def _render_record(study: Study, results: Results) -> str:
+    header = ["row", "seeds", "commit"] + [c.label for c in study.columns]
+    lines = [f"# {study.title}", ""]
+    if study.question:
+        lines += [study.question, ""]
+    lines += [f"A record (`benchmarks/studies/{study.name}.yaml`): rows measured by the command below, at the "
+              f"commit in each row, kept as data in `benchmarks/studies/{study.name}.json`; this page is "
+              f"generated from it by `.venv/bin/python benchmarks/study.py render`: do not edit it.", ""]
+    if study.command:
+        lines += ["```sh", study.command.strip(), "```", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in results.rows:
+        cells = [_recorded_cell(row["measures"].get(c.key), c.digits) for c in study.columns]
+        seeds = ",".join(str(s) for s in row.get("seeds", [row.get("seed", "")]))
+        lines.append("| " + " | ".join([row["variant"], seeds, row.get("commit", "unknown")] + cells) + " |")
     if study.notes:
         lines += ["", study.notes.strip()]
     return "\n".join(lines) + "\n"

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.distributed import global_rows, local_rows
+
 
 class InfoNCEOutput(NamedTuple):
     loss: torch.Tensor         # mean over steps of the cross-entropy of picking the true future frame
@@ -51,8 +53,10 @@ class ContrastivePredictor(nn.Module):
             # candidates' scores are then picked out (cheaper than gathering (B, n, 1 + N, D) vectors)
             scores = torch.matmul(pred, z)                           # (B, n, T)
             positive = scores.diagonal(offset=k, dim1=1, dim2=2)     # (B, n): z_{i+k} for prediction i
-            # negatives: random frames of the same utterance (any position), per prediction
-            idx = torch.randint(0, t, (b, n, self.negatives), device=z.device, generator=generator)
+            # negatives: random frames of the same utterance (any position), per prediction, drawn
+            # for the global batch (a data-parallel rank keeps its rows: models.distributed)
+            idx = local_rows(torch.randint(0, t, (global_rows(b), n, self.negatives), device=z.device,
+                                           generator=generator))
             logits = torch.cat([positive[..., None], torch.gather(scores, 2, idx)], 2)   # (B, n, 1 + N)
             labels = torch.zeros(b * n, dtype=torch.long, device=z.device)
             losses.append(F.cross_entropy(logits.reshape(b * n, -1), labels))

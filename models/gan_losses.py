@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.logmel import FeatureSpec, LogMel
+from models.distributed import global_sum, rank_and_world
+from models.featurespec import FeatureSpec
+from models.logmel import LogMel
 
 
 def discriminator_hinge_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> torch.Tensor:
@@ -49,7 +51,8 @@ STFT_RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (256, 64, 256))
 class MultiResolutionSTFTLoss(nn.Module):
     """Spectral convergence + log-magnitude L1, averaged over STFT resolutions
     (n_fft, hop, win) (Yamamoto et al. 2020); makes the phase-sensitive fine structure
-    converge faster than the mel loss alone."""
+    converge faster than the mel loss alone. Spectral convergence is a ratio of norms over the
+    whole batch (every data-parallel rank's share: ``models.distributed``)."""
 
     def __init__(self, resolutions: Sequence[Sequence[int]] = STFT_RESOLUTIONS):
         super().__init__()
@@ -63,6 +66,13 @@ class MultiResolutionSTFTLoss(nn.Module):
             window = getattr(self, f"window{i}")
             mags = [torch.stft(x.float(), n_fft, hop, win, window, return_complex=True).abs().clamp_min(1e-7)
                     for x in (fake, real)]
-            convergence = torch.linalg.norm(mags[1] - mags[0]) / torch.linalg.norm(mags[1]).clamp_min(1e-7)
+            convergence = _batch_norm(mags[1] - mags[0]) / _batch_norm(mags[1]).clamp_min(1e-7)
             total = total + convergence + F.l1_loss(mags[0].log(), mags[1].log())
         return total / len(self.resolutions)
+
+
+def _batch_norm(x: torch.Tensor) -> torch.Tensor:
+    """The Frobenius norm of ``x`` over every data-parallel rank's share of the batch."""
+    if rank_and_world()[1] == 1:
+        return torch.linalg.norm(x)
+    return global_sum(x.pow(2).sum()).clamp_min(1e-14).sqrt()

@@ -36,7 +36,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
-from models.logmel import FeatureSpec, mel_filterbank, mel_to_linear
+from models.featurespec import FeatureSpec
+from models.logmel import mel_filterbank, mel_to_linear
 
 
 def _wn(module: nn.Module) -> nn.Module:

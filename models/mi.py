@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.distributed import gather_rows, local_rows
+
 
 class CLUB(nn.Module):
     def __init__(self, x_dim: int, y_dim: int, hidden: int):
@@ -52,11 +54,14 @@ class CLUB(nn.Module):
         return self._log_density(self.mean(x), self.logvar(x), y).mean()
 
     def upper_bound(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """CLUB estimate of I(x; y): positive pairs minus shuffled pairs (the variance term cancels)."""
+        """CLUB estimate of I(x; y): positive pairs minus shuffled pairs (the variance term cancels).
+        In data-parallel training the shuffle is over the global batch: a rank's x meets the y of
+        any rank (``models.distributed``)."""
         x, y = self._pairs(x, y)
         mean, logvar = self.mean(x), self.logvar(x)
-        perm = torch.randperm(y.shape[0], generator=generator).to(y.device)
+        everyone = gather_rows(y)
+        perm = local_rows(torch.randperm(everyone.shape[0], generator=generator)).to(y.device)
         var = logvar.exp()
         positive = -0.5 * ((y - mean) ** 2 / var).sum(-1)
-        negative = -0.5 * ((y[perm] - mean) ** 2 / var).sum(-1)
+        negative = -0.5 * ((everyone[perm] - mean) ** 2 / var).sum(-1)
         return (positive - negative).mean()

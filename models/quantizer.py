@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.distributed import all_reduce_, broadcast_, gather_rows
+
 RESTART_MIN_HITS = 1    # a code hit fewer times than this since the last restart check is dead
 
 
@@ -25,26 +27,15 @@ class QuantizerOutput(NamedTuple):
     codes_in_use: torch.Tensor   # scalar number of distinct codes in the batch
 
 
-def _all_reduce(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum over DDP ranks (no-op when not distributed), so every rank's codebook stays identical."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.all_reduce(tensor)
-    return tensor
-
-
-def _broadcast(tensor: torch.Tensor) -> torch.Tensor:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.broadcast(tensor, src=0)
-    return tensor
-
-
 class VectorQuantizer(nn.Module):
     """EMA vector quantizer.
 
     ``restart_every``: every that many training forwards, codes chosen fewer than
     ``restart_min_hits`` times since the last check are moved onto random encoder outputs of the
     current batch (0 disables restarts). All state (codebook, EMA statistics, hit counters,
-    forward counter) lives in buffers, so a resumed run continues exactly.
+    forward counter) lives in buffers, so a resumed run continues exactly. Data-parallel training
+    (``models.distributed``) sums the EMA statistics over the ranks and initialises and restarts
+    codes from every rank's encoder outputs, so each rank's codebook is the one-process codebook.
     """
 
     def __init__(self, num_codes: int, dim: int, decay: float = 0.99, commitment: float = 0.25,
@@ -90,14 +81,14 @@ class VectorQuantizer(nn.Module):
             self._maybe_initialise(flat.detach())
         ids = self.nearest(flat.detach())
         onehot = F.one_hot(ids, self.num_codes).type(flat.dtype)
+        counts = onehot.sum(0)
         if self.training:
-            self._ema_update(flat.detach(), onehot)
+            counts = self._ema_update(flat.detach(), counts, onehot)   # every rank's batch
         quant = self.lookup(ids)
         loss = self.commitment * F.mse_loss(flat, quant.detach())
         if flat.requires_grad:
             quant = flat + (quant - flat).detach()      # straight-through estimator
         # (without a gradient the rows stay exact codebook rows: equal codes, equal vectors)
-        counts = onehot.sum(0)
         return QuantizerOutput(quant.view(b, t, d).permute(0, 2, 1), ids.view(b, t), loss,
                                code_perplexity(counts), (counts > 0).sum())
 
@@ -108,9 +99,10 @@ class VectorQuantizer(nn.Module):
             self._reset_codes(torch.arange(self.num_codes, device=flat.device), flat)
 
     @torch.no_grad()
-    def _ema_update(self, flat: torch.Tensor, onehot: torch.Tensor) -> None:
-        counts = _all_reduce(onehot.sum(0))
-        sums = _all_reduce(onehot.t() @ flat)
+    def _ema_update(self, flat: torch.Tensor, counts: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        """Move the codes toward the batch's vectors; returns the code counts of the global batch."""
+        counts = all_reduce_(counts.clone())
+        sums = all_reduce_(onehot.t() @ flat)
         self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         self.embed_avg.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         # Laplace smoothing keeps rarely used codes finite.
@@ -121,6 +113,7 @@ class VectorQuantizer(nn.Module):
         self.forwards.add_(1)
         if self.restart_every and int(self.forwards) % self.restart_every == 0:
             self.restart_dead_codes(flat)
+        return counts
 
     @torch.no_grad()
     def restart_dead_codes(self, flat: torch.Tensor) -> int:
@@ -136,13 +129,14 @@ class VectorQuantizer(nn.Module):
     def _reset_codes(self, which: torch.Tensor, flat: torch.Tensor) -> None:
         # Sample with replacement only when the batch has fewer vectors than codes to fill;
         # a tiny jitter keeps duplicated samples from being identical codes.
+        flat = gather_rows(flat)
         n = flat.shape[0]
         if n >= which.numel():
             rows = torch.randperm(n, device=flat.device)[: which.numel()]
         else:
             rows = torch.randint(0, n, (which.numel(),), device=flat.device)
         new = flat[rows] + 1e-3 * flat.std() * torch.randn_like(flat[rows])
-        new = _broadcast(new.contiguous())  # every DDP rank adopts rank 0's choice
+        new = broadcast_(new.contiguous())  # every rank adopts rank 0's choice
         self.embed[which] = new
         self.embed_avg[which] = new
         self.cluster_size[which] = 1.0

@@ -152,6 +152,7 @@ class VQVAE2(nn.Module):
         self.enc_bottom = nn.Sequential(downsample(cfg.n_mels, c), *[FrameBlock(c) for _ in range(max(1, 2 * n))])
         self.enc_top = nn.Sequential(downsample(c, c), nn.LeakyReLU(0.2), nn.Conv1d(c, c, 3, padding=1),
                                      res_stack(c, r, n), nn.Conv1d(c, cfg.top_dim, 1))
+        # used by no forward (``unused_parameters``), kept so that checkpoints load and initial weights stay
         self.dec_top = nn.Sequential(nn.Conv1d(cfg.top_dim, c, 3, padding=1), res_stack(c, r, n), upsample(c, c))
         self.pre_bottom = nn.Conv1d(c, cfg.bottom_dim, 1)
         q = dict(decay=cfg.decay, commitment=cfg.commitment, restart_every=cfg.restart_every)
@@ -169,6 +170,12 @@ class VQVAE2(nn.Module):
                           if cfg.adversary_hidden > 0 else None)
         self.classifier = (MelSpeakerClassifier(cfg.n_mels, cfg.classifier_hidden, cfg.num_speakers)
                            if cfg.classifier_hidden > 0 else None)
+
+    def unused_parameters(self, cycle: bool = False) -> list[nn.Parameter]:
+        """Parameters that no training step uses (data-parallel training must not wait for their
+        gradients): ``dec_top``, and the self-cycle's classifier unless the cycle trains (``cycle``)."""
+        idle = list(self.dec_top.parameters())
+        return idle if cycle or self.classifier is None else idle + list(self.classifier.parameters())
 
     # ------------------------------------------------------------------ normalisation
     @torch.no_grad()

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
 
-from models.logmel import FeatureSpec, LogMel
+from models.featurespec import FeatureSpec
 from pipeline.contract.dataset import Dataset
 from pipeline.contract.names import ALL_SPLITS, LANGUAGES, SAMPLE_RATE
 from pipeline.core.audio import peak_normalize, read_wav
@@ -23,8 +22,14 @@ from pipeline.core.pool import parallel_map
 from pipeline.core.stamp import files_identity, fingerprint, is_up_to_date, write_stamp
 
 
+# torch (and the tensor front end) is imported where features are computed, not at module level:
+# readers of feature specs and unit files (``zs2020 evaluate`` before its ABX scores) start without it.
+DEFERRED_IMPORTS = ("models.logmel",)
+
+
 @functools.lru_cache(maxsize=4)
-def _extractor(spec: FeatureSpec) -> LogMel:
+def _extractor(spec: FeatureSpec):
+    from models.logmel import LogMel
     return LogMel(spec).eval()
 
 
@@ -35,6 +40,7 @@ def prepare_audio(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
 
 def logmel(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """float audio at spec.sample_rate -> (n_mels, ceil(len / hop)) float32 log10 mel."""
+    import torch
     with torch.no_grad():
         wav = torch.from_numpy(prepare_audio(audio, spec))
         return _extractor(spec)(wav)[0].numpy().astype(np.float32)
@@ -172,6 +178,7 @@ def _compute_chunk(args) -> list[tuple[str, np.ndarray, int]]:
 def _iter_features(utts, spec: FeatureSpec, jobs: int, progress: bool, desc: str):
     """Yield (key, mel, num_samples) in any order, over ``jobs`` processes (one torch thread
     each: these small STFTs gain nothing from intra-op threads)."""
+    import torch
     items = [(u.key, str(u.path)) for u in utts]
     size = max(1, min(CHUNK, len(items) // (4 * jobs)))  # several chunks per worker: balanced load
     chunks = [(items[i:i + size], spec) for i in range(0, len(items), size)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.logmel import FeatureSpec
+from models.featurespec import FeatureSpec
 from models.vqmivc import PITCH_CHANNELS
 
 MAX_NORMALISED = 5.0   # normalised log-F0 is clipped to +-5 (a nearly flat contour has a tiny std)

@@ -20,7 +20,10 @@ extension is compiled in place).
 
 Known limit: where identical frames make DTW costs tie (one-hot codes under KL, repeated float
 code vectors under cosine), the normalised DTW's path length is decided by the last bits of the
-arithmetic (ABXpy's BLAS products against our loops) and a few cells differ; see docs/usage.md.
+arithmetic (ABXpy's BLAS products against our loops) and a few cells differ. ABXpy disagrees
+with itself there: run it twice with another OpenBLAS kernel (``OPENBLAS_CORETYPE=Prescott`` in
+the environment reaches the ABXpy side) and those cells change too; see docs/usage.md. The
+feature sets of a real submission match in every cell.
 
 Features: a submission's unit files (``--submission``, the folder ``2019/english/<--folder>``), or
 by default three sets computed from the dataset's wavs: ``logmel`` (continuous: cosine is

@@ -2,6 +2,7 @@
 lists, no train/test leakage, determinism, skipping and one-line errors."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -20,7 +21,7 @@ from pipeline.corpus.build import build_corpus, is_up_to_date
 from pipeline.corpus.engines import _espeak_segments
 from pipeline.corpus.excerpts import MIN_EXCERPT, scored_phones, select
 from pipeline.corpus.phones import PHONES, SNAP, Phone, canonical_espeak, canonical_flite, finalize
-from pipeline.corpus.plan import make_plan
+from pipeline.corpus.plan import make_plan, scale_from
 from pipeline.stages.corpus import corpus_command
 
 
@@ -280,10 +281,25 @@ def test_missing_engine_is_a_one_line_error_and_writes_nothing(tmp_path, monkeyp
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("scale", ["0", "-2", "huge", "1.5"])
+@pytest.mark.parametrize("scale", ["0", "-2", "huge", "1.5", "tiny:real4", "demo:real0", "demo:realx", "demo:real"])
 def test_bad_scale_is_refused(scale, tmp_path):
     result = CliRunner().invoke(corpus_command, ["--out", str(tmp_path / "c"), "--scale", scale])
     assert result.exit_code == 1 and "scale" in result.output and not (tmp_path / "c").exists()
+
+
+def test_real_minutes_in_the_scale_set_the_share_of_real_speech():
+    """``demo:real12``: 12 minutes of each real unit actor instead of 4, everything else the
+    demo's; the name round-trips (the manifest stores it) and the config accepts the same text."""
+    from pipeline.core.config import load_config
+    from pipeline.core.errors import UserError
+    demo, more = scale_from("demo"), scale_from("demo:real12")
+    assert (demo.real_unit_seconds, more.real_unit_seconds) == (240.0, 720.0)
+    assert more.name == "demo:real12" and scale_from(more.name) == more
+    assert dataclasses.replace(more, name="demo", real_unit_seconds=240.0) == demo
+    assert scale_from("2:real2.5").real_unit_seconds == 150.0 and scale_from("2:real2.5").unit_utts == 2 * demo.unit_utts
+    assert load_config("demo", ["corpus.scale=demo:real12"]).corpus.scale == "demo:real12"
+    with pytest.raises(UserError, match="corpus.scale"):
+        load_config("demo", ["corpus.scale=demo:more"])
 
 
 def test_help_explains_every_option():

@@ -86,3 +86,31 @@ def test_every_committed_study_renders_to_its_committed_page(tmp_path):
     for page in pages:
         committed = STUDY_DIR.parents[1] / "docs" / "results" / page.name
         assert committed.read_text() == page.read_text(), f"{committed} is not its JSON rendered"
+
+
+RECORD = """
+title: A diagnosis kept as data
+measure: recorded
+command: .venv/bin/python benchmarks/diagnose_conversion.py --runs A B
+columns:
+  - {key: cer, label: CER, digits: 3}
+  - {key: dnsmos, label: DNSMOS, digits: 2}
+variants: {}
+"""
+
+
+def test_a_record_renders_its_rows_and_refuses_to_run(tmp_path):
+    """A table measured by another command is data too: rendered row by row with the commit that
+    published it, and never silently re-measured by the runner."""
+    path = tmp_path / "diagnosis.yaml"
+    path.write_text(RECORD)
+    rows = [{"variant": "(a) own wav", "seeds": [1234, 7], "commit": "4ac2097", "measures": {"cer": "0.109", "dnsmos": 3.14}},
+            {"variant": "(b) vocoder", "seeds": [1234, 7], "commit": "4ac2097", "measures": {"cer": "0.574 (0.564-0.585)"}}]
+    path.with_suffix(".json").write_text(json.dumps({"rows": rows}))
+    study = Study.load(path)
+    page = render(study, tmp_path / "pages").read_text()
+    assert "diagnose_conversion.py --runs A B" in page
+    assert parse_table(page) == [["(a) own wav", "1234,7", "4ac2097", "0.109", "3.14"],
+                                 ["(b) vocoder", "1234,7", "4ac2097", "0.574 (0.564-0.585)", "–"]]
+    with pytest.raises(SystemExit, match="re-run it: .*diagnose_conversion"):
+        run_study(study, Data(tmp_path, tmp_path, tmp_path), log=lambda text: None)

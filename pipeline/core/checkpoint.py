@@ -22,11 +22,8 @@ import inspect
 import os
 from pathlib import Path
 
-import torch
-
 from pipeline.core.errors import UserError
 from pipeline.core.io import atomic_path
-from pipeline.core.runtime import unwrap
 
 FORMAT = "zs2020-checkpoint/2"      # 2: model constructor arguments in meta, typed config
 
@@ -45,6 +42,9 @@ class OldCheckpoint(UserError):
 def save_checkpoint(path: str | os.PathLike, *, kind: str, config: dict, fingerprint: str, step: int,
                     models: dict, optimizers: dict | None = None, meta: dict | None = None,
                     history: list | None = None) -> None:
+    import torch    # here and in load_checkpoint: importing this module (stage options) needs no torch
+
+    from pipeline.core.runtime import unwrap
     payload = {
         "format": FORMAT,
         "kind": kind,
@@ -66,6 +66,7 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None, map_locati
                     models: tuple[str, ...] = ()) -> dict:
     """The checkpoint at ``path``, checked: of this format, complete (``SCHEMA``), of ``kind``
     when given, and holding the state dicts named in ``models``."""
+    import torch
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint")

@@ -22,6 +22,7 @@ dropped, and the checkpoint's weights then say whether the model still fits.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal
@@ -67,9 +68,18 @@ class Features(Section):
             raise _bad(f"{where}.hop_length", self.hop_length, "n_fft - hop_length even (symmetric padding)")
 
 
+_SCALE_TEXT = re.compile(r"tiny|(demo|[1-9][0-9]*)(:real[0-9]+(\.[0-9]+)?)?")
+
+
 @dataclass(frozen=True)
 class Corpus(Section):
-    scale: Literal["tiny", "demo"] | int = key(ge=1, le=MAX_SCALE)  # demo corpus size: tiny, demo or N x demo
+    # demo corpus size: tiny, demo or N x demo; "demo:real12" (or "N:realM"): M minutes of each
+    # real unit actor instead of 4 (pipeline.corpus.plan.scale_from reads it)
+    scale: str | int = key(ge=1, le=MAX_SCALE)
+
+    def check(self, where):
+        if isinstance(self.scale, str) and not _SCALE_TEXT.fullmatch(self.scale):
+            raise _bad(f"{where}.scale", self.scale, "tiny, demo, a positive integer N, or demo/N followed by :realM")
 
 
 @dataclass(frozen=True)

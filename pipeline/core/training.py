@@ -2,13 +2,20 @@
 
 A trainer supplies models, optimizers and two callables:
 
-* ``batch_fn(step, generator) -> batch``: the batch for one step, drawn only from ``generator``
-  (a ``torch.Generator`` seeded from (seed, step)), so a resumed run sees the same batches;
+* ``batch_fn(step, generator) -> batch``: the (global) batch for one step, drawn only from
+  ``generator`` (a ``torch.Generator`` seeded from (seed, step)), so a resumed run sees the same
+  batches; a tensor or a tuple, list or dict of tensors whose first axis is the batch;
 * ``step_fn(batch, step) -> {metric: float}``: forward, backward and optimizer steps.
 
 The loop handles resume (from ``<run_dir>/checkpoint.pt`` when the fingerprint matches),
 per-step seeding, periodic checkpoints, held-out validation, a progress bar, ``history.jsonl``
-and loss-curve PNGs. Only rank 0 writes files when launched with torchrun.
+and loss-curve PNGs.
+
+Under torchrun (``pipeline.core.runtime``) every rank draws the same global batch and trains on its
+own rows (``shard``); the logged metrics are the ranks' means; rank 0 alone validates and writes
+(checkpoints, history, curves, samples, the stamp); every rank resumes from the same checkpoint
+(``begin`` checks it); an error on any rank, in set-up (``together``) or in a step, stops every
+rank with one line (``agree``).
 
 Divergence stops a run with one ``UserError`` naming the step, the reason and the last good
 checkpoint, which stays untouched: a metric that is not finite or above ``MAX_LOSS``
@@ -17,6 +24,7 @@ checkpoint, which stays untouched: a metric that is not finite or above ``MAX_LO
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -30,9 +38,11 @@ from tqdm import tqdm
 from pipeline.core.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from pipeline.core.checkpoint import OldCheckpoint, load_checkpoint, save_checkpoint
 from pipeline.core.errors import UserError
-from pipeline.core.io import atomic_path, write_text_atomic
+from pipeline.core.io import atomic_path, output_lock, write_text_atomic
 from pipeline.core.layout import checkpoint_in
-from pipeline.core.runtime import ThreadGovernor, distributed, step_seed
+from pipeline.core.outputs import Input, claim_folder
+from pipeline.core.runtime import (ThreadGovernor, agree, check_divisible, distributed, mean_over_ranks,
+                                   same_on_every_rank, shard, step_seed, together)
 from pipeline.core.stamp import fingerprint, is_up_to_date, write_stamp
 
 # No metric of a healthy step comes near this: the objectives are L1 distances of log10-mels,
@@ -85,10 +95,15 @@ class TrainLoop:
     governor: ThreadGovernor | None = None
     # The step of the checkpoint this run last saved or resumed from (None: none yet).
     saved_step: int | None = None
+    # The global batch and its config key: under torchrun it must split evenly over the ranks.
+    batch_size: int = 0
+    batch_key: str = ""
 
     def __post_init__(self):
         self.run_dir = Path(self.run_dir)
         self.rank, _ = distributed()
+        if self.batch_size:
+            check_divisible(self.batch_size, self.batch_key)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -128,16 +143,26 @@ class TrainLoop:
         self.history = list(ckpt["history"])
         return True
 
-    def begin(self, force: bool = False, progress: bool = True, log=print) -> bool:
-        """A trainer's start: True when the run is already finished (skip it); otherwise resume
-        from the checkpoint when it fits (``force`` always starts from scratch) and return False."""
-        if not force and self.is_up_to_date():
-            if progress:
-                log(f"{self.checkpoint_path}: up to date ({self.total_steps} steps)")
-            return True
-        if not force and self.try_resume(log=log) and progress:
+    def begin(self, force: bool = False, progress: bool = True, log=print,
+              finished: str = "") -> bool:
+        """A trainer's start, after its set-up: True when the run is already finished (skip it);
+        otherwise resume from the checkpoint when it fits (``force`` always starts from scratch)
+        and return False. Under torchrun every rank reads the checkpoint, and they must agree."""
+        failure, done, resumed = None, False, False
+        try:
+            done = not force and self.is_up_to_date()
+            resumed = not force and not done and self.try_resume(log=log)
+        except UserError as exc:    # e.g. a damaged checkpoint
+            failure = exc
+        agree(failure)
+        if not same_on_every_rank(done, self.step):
+            raise UserError(f"{self.run_dir}: the torchrun processes found different checkpoints there; "
+                            f"every process must see the same run folder")
+        if progress and done:
+            log(f"{self.checkpoint_path}: up to date ({self.total_steps} steps){finished}")
+        elif progress and resumed:
             log(f"{self.checkpoint_path}: resuming at step {self.step}")
-        return False
+        return done
 
     def is_done(self) -> bool:
         return self.step >= self.total_steps
@@ -154,11 +179,7 @@ class TrainLoop:
             while self.step < self.total_steps:
                 if self.governor is not None:
                     self.governor.tick()
-                taking = self.step + 1
-                try:
-                    self._step(batch_fn, step_fn, validate_fn, running, bar)
-                except Diverged as exc:
-                    raise self.diverged(str(exc), taking) from None
+                self._step(batch_fn, step_fn, validate_fn, running, bar)
         finally:
             bar.close()
         if self.rank == 0:
@@ -167,29 +188,50 @@ class TrainLoop:
 
     def _step(self, batch_fn: Callable, step_fn: Callable, validate_fn: Callable | None, running: dict,
               bar: tqdm) -> None:
-        """One step: update, log, validate and checkpoint when due."""
+        """One step on this rank's share of the step's batch: update, log, validate and checkpoint
+        when due. A failure on any rank stops every rank at the step's agreement points."""
         seed = step_seed(self.seed, self.step)
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        metrics = step_fn(batch_fn(self.step, gen), self.step)
-        check_metrics(metrics)
+        metrics, failure = {}, None
+        try:
+            metrics = step_fn(shard(batch_fn(self.step, gen)), self.step)
+            check_metrics(metrics)
+        except Diverged as exc:
+            failure = self.diverged(str(exc), self.step + 1)
+        except UserError as exc:
+            failure = exc
+        agree(failure)
         self.step += 1
         for k, v in metrics.items():
             running[k] = running.get(k, 0.0) + float(v)
-        count = self.step % self.log_every or self.log_every
-        if self.step % self.log_every == 0 or self.step == self.total_steps:
-            row = {"step": self.step, **{k: v / count for k, v in running.items()}}
+        logging = self.step % self.log_every == 0 or self.step == self.total_steps
+        saving = self.step % self.checkpoint_every == 0 or self.step == self.total_steps
+        if logging:
+            count = self.step % self.log_every or self.log_every
+            row = {"step": self.step, **mean_over_ranks({k: v / count for k, v in running.items()})}
             running.clear()
-            if validate_fn is not None and self.validate_every and (
-                    self.step % self.validate_every == 0 or self.step == self.total_steps):
-                scores = {f"val_{k}": v for k, v in self._validate(validate_fn).items()}
-                check_metrics(scores)
-                row.update(scores)
-            self.history.append(row)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "step"}, refresh=False)
-        bar.update(1)
-        if self.step % self.checkpoint_every == 0 or self.step == self.total_steps:
-            self.save()
+        failure = None
+        try:
+            if logging:
+                self._log(row, validate_fn, bar)
+            bar.update(1)
+            if saving:
+                self.save()
+        except Diverged as exc:
+            failure = self.diverged(str(exc), self.step)
+        if logging or saving:
+            agree(failure)      # rank 0's validation and checkpoint
+
+    def _log(self, row: dict, validate_fn: Callable | None, bar: tqdm) -> None:
+        """Add a history row (with validation scores, on rank 0, when due)."""
+        if validate_fn is not None and self.rank == 0 and self.validate_every and (
+                self.step % self.validate_every == 0 or self.step == self.total_steps):
+            scores = {f"val_{k}": v for k, v in self._validate(validate_fn).items()}
+            check_metrics(scores)
+            row.update(scores)
+        self.history.append(row)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "step"}, refresh=False)
 
     def diverged(self, reason: str, step: int) -> UserError:
         """The one line a run that diverged at ``step`` ends with."""
@@ -209,8 +251,9 @@ class TrainLoop:
     # ---------------------------------------------------------------- outputs
     def save(self) -> None:
         """Write the checkpoint, history and curves; raises ``Diverged`` (nothing written) when
-        the weights are not finite or ``before_save`` finds the models broken."""
+        the weights are not finite or ``before_save`` finds the models broken. Rank 0 alone writes."""
         if self.rank != 0:
+            self.saved_step = self.step
             return
         if self.before_save is not None:
             self.before_save(self.step)
@@ -226,6 +269,18 @@ class TrainLoop:
             plot_curves(self.history, self.plot_groups, self.run_dir / "curves.png", title=self.kind)
         if self.on_checkpoint is not None:
             self.on_checkpoint(self.step)
+
+
+@contextlib.contextmanager
+def claimed_run(out_dir: Path, stage: str, inputs: list[Input]):
+    """A training run's output folder, checked (``claim_folder``) and locked for the run: by rank 0
+    alone under torchrun (its one writer); a refusal on any rank stops every rank."""
+    with contextlib.ExitStack() as stack:
+        with together():
+            claim_folder(out_dir, stage, inputs)
+            if distributed()[0] == 0:
+                stack.enter_context(output_lock(out_dir, "training run"))
+        yield
 
 
 def plot_curves(history: list, groups: list[list[str]], path: str | os.PathLike, title: str = "") -> None:

@@ -20,6 +20,8 @@ Speakers (demo scale):
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from pipeline.core.errors import UserError
@@ -87,11 +89,23 @@ class Scale:
 
 
 def scale_from(value) -> Scale:
-    """``tiny``, ``demo`` (= 1) or a positive integer N (N times the demo's utterances).
-    ``tiny`` has no recorded speech: the test suite's corpus needs no download."""
+    """``tiny``, ``demo`` (= 1) or a positive integer N (N times the demo's utterances), with
+    ``:realM`` after ``demo`` or N for M minutes of each real unit actor instead of the scale's
+    (the share of real speech in training: ``demo:real12``; an actor with fewer minutes gives all
+    he has). ``tiny`` has no recorded speech: the test suite's corpus needs no download."""
     if isinstance(value, Scale):
         return value
     text = str(value).strip().lower()
+    base, sep, real = text.partition(":real")
+    if sep:
+        try:
+            minutes = float(real)
+        except ValueError:
+            minutes = -1.0
+        if base == "tiny" or not 0 < minutes <= 600 or not math.isfinite(minutes):
+            raise UserError(f"corpus scale {value!r}: ':realM' needs demo or N before it and minutes in (0, 600]")
+        return dataclasses.replace(scale_from(base), name=f"{scale_from(base).name}:real{minutes:g}",
+                                   real_unit_seconds=60.0 * minutes)
     units, tests = _unit_speakers(), _test_speakers()
     if text == "tiny":
         return Scale("tiny", ("S001", "S007", "S013", "S019"), 3, 4, ("S001",), 2,

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from models.logmel import FeatureSpec
+from models.featurespec import FeatureSpec
 from pipeline.contract.abxtask import is_task_file, read_task_file
 from pipeline.contract.dataset import Dataset, read_filelist
 from pipeline.contract.items import read_items
@@ -326,13 +326,15 @@ def converted_wavs(tree: SubmissionTree, language: str) -> dict[str, bytes]:
 
 
 def evaluate_submission(submission: str | Path, dataset_root: str | Path, out: str | Path, config: Config,
-                        force: bool = False, log=print, run: str | Path | None = None, **settings) -> dict:
+                        force: bool = False, log=print, run: str | Path | None = None, html: bool = True,
+                        **settings) -> dict:
     """Validate, then score a submission; writes OUT/scores.json, OUT/report.md and plots.
     ``settings`` (distances, item_kind, jobs, lists_dir, speech, baselines) override the
     config's ``evaluate:`` section. With the speech measures on and ``run`` (the run folder the
     submission came from) holding a VQMIVC and a MelGAN, one-shot conversions are scored too
-    (``pipeline.evaluation.oneshot``; their wavs go to OUT/one_shot/<language>/). Returns the
-    scores (the content of scores.json)."""
+    (``pipeline.evaluation.oneshot``; their wavs go to OUT/one_shot/<language>/). ``html``: also
+    the listening page OUT/index.html (``pipeline.evaluation.listening``; added to an up-to-date
+    evaluation that lacks it). Returns the scores (the content of scores.json)."""
     settings = EvaluationSettings.resolve(config, **settings)
     submission, out = Path(submission), Path(out)
     claim_folder(out, "evaluate", [Input("the submission", submission), Input("--dataset", dataset_root),
@@ -362,6 +364,9 @@ def evaluate_submission(submission: str | Path, dataset_root: str | Path, out: s
         scores_path = out / "scores.json"
         if not force and is_up_to_date(out, fp) and scores_path.is_file():
             log(f"{scores_path} is up to date (use --force to redo)")
+            if html:
+                from pipeline.evaluation.listening import add_listening_page
+                add_listening_page(out, json.loads(scores_path.read_text()), tree, dataset_root, spec, run, log)
             return json.loads(scores_path.read_text())
         declared, warning = declared_distance(tree)
         scores: dict = {"2019": {}}
@@ -406,6 +411,9 @@ def evaluate_submission(submission: str | Path, dataset_root: str | Path, out: s
                 (tmp / "one_shot" / language).mkdir(parents=True, exist_ok=True)
                 for name, data in wavs.items():
                     (tmp / "one_shot" / language / name).write_bytes(data)
+            if html:
+                from pipeline.evaluation.listening import write_listening_page
+                write_listening_page(tmp, scores, tree, dataset_root, spec, run, log)
             write_marker(tmp, "evaluate")
         write_stamp(out, fp)
     return json.loads(text)

@@ -24,10 +24,10 @@ from pipeline.contract.dataset import Dataset, Utterance
 from pipeline.core.layout import RunLayout
 from pipeline.core.stamp import file_identity
 from pipeline.evaluation.speech import LineJob, mean_embedding, measure_lines, summarize
-from pipeline.systems.converter import Converter
-from pipeline.systems.unit_systems import unit_system_kind
-from pipeline.systems.vqmivc import KIND as VQMIVC_KIND
 
+# imported inside the functions that convert: the systems import torch, which the ABX scores of
+# ``zs2020 evaluate`` (that import this module) do not need
+DEFERRED_IMPORTS = ("pipeline.systems.converter", "pipeline.systems.unit_systems", "pipeline.systems.vqmivc")
 MIN_SECONDS = 1.0          # test utterances long enough to be a source or a reference (not ABX excerpts)
 MEASURES = ("similarity", "asr", "dnsmos")
 
@@ -51,6 +51,8 @@ def plan_one_shot(run: str | Path | None) -> OneShotPlan | None:
     """What the measure would use, or None when the run has no VQMIVC or no MelGAN."""
     if run is None:
         return None
+    from pipeline.systems.unit_systems import unit_system_kind
+    from pipeline.systems.vqmivc import KIND as VQMIVC_KIND
     layout = RunLayout.of(run)
     if not layout.vqvae_checkpoint.is_file() or unit_system_kind(layout.vqvae_checkpoint) != VQMIVC_KIND:
         return None
@@ -90,6 +92,7 @@ def one_shot_measures(plan: OneShotPlan, dataset: Dataset, trials: int, seed: in
     if not pairs:
         return {"skipped": f"{dataset.lang_dir}/test has no two speakers with utterances of "
                            f"{MIN_SECONDS:g} s or more"}, {}
+    from pipeline.systems.converter import Converter
     converter = Converter(plan.unit_system, plan.vocoder, vocoder="melgan" if plan.vocoder else "griffinlim",
                           device="cpu", tract_search=tract_search)
     spec = converter.spec        # the unit system's features: what the measures analyse too

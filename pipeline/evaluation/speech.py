@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from scipy.fft import dct
 
-from models.logmel import FeatureSpec
+from models.featurespec import FeatureSpec
 from pipeline.contract.dataset import Dataset, SynthesisLine, Utterance
 from pipeline.contract.names import SAMPLE_RATE
 from pipeline.core.audio import decode_wav, read_wav

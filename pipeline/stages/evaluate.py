@@ -99,10 +99,14 @@ def speech_line(language: str, extras: dict) -> str | None:
               help="ABX items: an ABXpy task file (.abx) or a 7-column item file (.item); a bare PATH is "
                    "English's [default: the dataset's 2019/ABXTasks/byCtxt_acSpkr.abx (surprise_byCtxt_acSpkr.abx), "
                    "else 2019/<language>/abx/test.item].")
+@click.option("--html/--no-html", default=True, show_default=True,
+              help="Also write the listening page OUT/index.html: every converted line beside its source and "
+                   "target, measures, spectrograms, units; its wavs under OUT/listen/ (an up-to-date evaluation "
+                   "without a page gets one, nothing re-scored).")
 @click.option("--force", is_flag=True, help="Re-evaluate even when OUT/scores.json is up to date.")
 @overrides_argument
 def evaluate_command(submission, dataset_root, out, run, preset, jobs, filelists, distances, no_speech, no_baselines,
-                     item_kind, items, force, overrides):
+                     item_kind, items, html, force, overrides):
     """Score SUBMISSION (folder or zip): ABX (cosine, KL, levenshtein) and bitrate exactly as the
     official 2019 evaluation for test/ and auxiliary_embedding1/2, MFCC and log-mel baselines on
     the same items, and automatic measures of the converted wavs.
@@ -117,10 +121,12 @@ def evaluate_command(submission, dataset_root, out, run, preset, jobs, filelists
                                  log=lambda text: click.echo(text, err=True), run=run or Path(submission).parent,
                                  distances=_distances(distances) if distances else None, item_kind=item_kind,
                                  jobs=jobs, lists_dir=filelists, speech=False if no_speech else None,
-                                 baselines=False if no_baselines else None, items=_items(items))
+                                 baselines=False if no_baselines else None, items=_items(items), html=html)
     for language, entry in scores["2019"].items():
         click.echo(summary_line(language, entry, scores["zs2020_extras"].get(language, {})))
         line = speech_line(language, scores["zs2020_extras"].get(language, {}))
         if line:
             click.echo(line)
-    click.echo(f"wrote {Path(out) / 'scores.json'} and {Path(out) / 'report.md'}")
+    page = Path(out) / "index.html"
+    click.echo(f"wrote {Path(out) / 'scores.json'} and {Path(out) / 'report.md'}"
+               + (f"; listen: {page} (open it in a browser)" if html and page.is_file() else ""))

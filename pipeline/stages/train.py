@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from pipeline.core.checkpoint import load_checkpoint
-from pipeline.core.runtime import distributed
+from pipeline.core.runtime import distributed, together
 from pipeline.stages.options import (config_option, dataset_option, features_dir_option, out_dir_option,
                                      overrides_argument, training_config)
 from pipeline.train import melgan as melgan_training
@@ -32,9 +32,11 @@ def train_vqvae_command(features_dir, out_dir, preset, force, quiet, overrides):
     OVERRIDES are key=value config overrides, e.g. vqvae.train.steps=500 runtime.threads=1.
     Both systems train on the vqvae.train schedule. An interrupted run resumes from its
     checkpoint when the config and data are unchanged; a finished one is skipped. Launch with
-    torchrun for multi-GPU data parallelism (VQ-VAE-2 only).
+    torchrun (torchrun --nproc_per_node N $(which zs2020) train-vqvae ...) for data parallelism over
+    N GPUs or CPU processes: vqvae.train.batch_size is the global batch, split over them.
     """
-    config = training_config(preset, overrides)
+    with together():
+        config = training_config(preset, overrides)
     trainer = vqmivc_training if config.system == "vqmivc" else vqvae_training
     path = trainer.train(features_dir, out_dir, config, force=force, progress=not quiet, log=click.echo)
     if distributed()[0] == 0:
@@ -64,9 +66,12 @@ def train_melgan_command(features_dir, dataset_root, out_dir, preset, vqvae_chec
     `zs2020 convert --reference` looks for it).
 
     OVERRIDES are KEY=VALUE config edits, e.g. melgan.train.steps=2000 runtime.threads=1.
-    Re-running resumes an interrupted run, or does nothing when it is finished.
+    Re-running resumes an interrupted run, or does nothing when it is finished. Launch with
+    torchrun, as train-vqvae, for data parallelism (melgan.train.batch_size is the global batch).
     """
-    config = training_config(preset, overrides)
+    with together():
+        config = training_config(preset, overrides)
     path = melgan_training.train(features_dir, dataset_root, out_dir, config, force=force, progress=not quiet,
                                  log=click.echo, vqvae_checkpoint=vqvae_checkpoint)
-    click.echo(f"MelGAN checkpoint: {path}")
+    if distributed()[0] == 0:
+        click.echo(f"MelGAN checkpoint: {path}")

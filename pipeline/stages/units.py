@@ -440,3 +440,7 @@ def listen_command(units, run, speaker, out, hold_ms, top_ids, vocoder, dataset,
     click.echo(f"wrote {out}: {len(bottom)} bottom units ({len(bottom) * unit_ms / 1000:.2f} s) in voice "
                f"{speaker} via {vocoder}; bottom {runs_text(bottom)}"
                + (f"; top {runs_text(top_arr)}" if len(top_arr) else ""))
+    page = layout.evaluation_dir / "index.html"
+    if page.is_file():   # `zs2020 evaluate`'s listening page: the units of test utterances, and their sound
+        click.echo(f"the run's listening page shows test utterances' units beside their audio: "
+                   f"{page.resolve().as_uri()}#units-{language}")

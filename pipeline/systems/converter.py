@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.logmel import FeatureSpec
+from models.featurespec import FeatureSpec
 from pipeline.contract.dataset import Dataset, SynthesisLine, speaker_key
 from pipeline.core.audio import broken_audio, loudness_normalize, read_wav, write_wav
 from pipeline.core.errors import UserError

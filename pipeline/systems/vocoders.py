@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.logmel import FeatureSpec, mel_filterbank, mel_to_linear
+from models.featurespec import FeatureSpec
+from models.logmel import mel_filterbank, mel_to_linear
 from models.melgan import Generator, remove_weight_norm
 from pipeline.core.checkpoint import known_arguments, load_checkpoint
 from pipeline.core.errors import UserError

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.logmel import FeatureSpec
+from models.featurespec import FeatureSpec
 from models.vqmivc import PITCH_CHANNELS, STRIDE, VQMIVC, VQMIVCConfig
 from pipeline.core.audio import read_wav
 from pipeline.core.checkpoint import known_arguments, load_checkpoint

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from models.augment import warp_frequency
-from models.logmel import FeatureSpec
+from models.featurespec import FeatureSpec
 from models.vqvae2 import STRIDE, VQVAE2, VQVAE2Config, tract_factors
 from pipeline.core.audio import read_wav
 from pipeline.core.checkpoint import known_arguments, load_checkpoint

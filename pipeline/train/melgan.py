@@ -26,7 +26,9 @@ Schedule: ``warmup_steps`` generator-only steps on the spectral losses, then adv
 training (hinge + feature matching + spectral). A few utterances per voice are held out for
 validation (mel L1 of the vocoded whole utterance) and for the audio samples and spectrogram
 PNGs written under ``OUT/samples/`` at every checkpoint. Training resumes from
-``OUT/checkpoint.pt`` when config and data match, and is skipped when already finished.
+``OUT/checkpoint.pt`` when config and data match, and is skipped when already finished. Under
+torchrun each rank trains on its share of every batch, the generator, the discriminators and the
+VQ-VAE-2 of methods 2 and 3 through DistributedDataParallel (``MelGANTrainer.distribute``).
 
 Divergence: besides the losses (``pipeline.core.training``), a generator whose output is garbage
 (``pipeline.core.audio.broken_audio``; a too-high rate drives it to full scale while
@@ -46,7 +48,7 @@ import torch
 
 from models.gan_losses import (STFT_RESOLUTIONS, MelL1Loss, MultiResolutionSTFTLoss, discriminator_hinge_loss,
                                feature_matching_loss, generator_hinge_loss)
-from models.logmel import FeatureSpec
+from models.featurespec import FeatureSpec
 from models.melgan import ISTFT_FFT, ISTFT_HOP, Generator, MultiScaleDiscriminator, count_parameters
 from models.vqvae2 import VQVAE2
 from pipeline.contract.dataset import Dataset, speaker_key
@@ -55,11 +57,12 @@ from pipeline.core.audio import broken_audio, write_wav
 from pipeline.core.config import VQVAE as VQVAESettings
 from pipeline.core.config import Config, MelGAN
 from pipeline.core.errors import UserError
-from pipeline.core.io import atomic_path, file_digest, output_lock
-from pipeline.core.outputs import Input, claim_folder
-from pipeline.core.runtime import ThreadGovernor, autocast, pick_device, seed_everything, step_macs
+from pipeline.core.io import atomic_path, file_digest
+from pipeline.core.outputs import Input
+from pipeline.core.runtime import (ThreadGovernor, autocast, on_rank_zero, pick_device, seed_everything, step_macs,
+                                   together, wrap_ddp)
 from pipeline.core.stamp import fingerprint
-from pipeline.core.training import Diverged, TrainLoop
+from pipeline.core.training import Diverged, TrainLoop, claimed_run
 from pipeline.features import open_feature_dir, prepare_audio
 from pipeline.systems.vocoders import KIND
 from pipeline.systems.unit_systems import load_unit_system
@@ -165,12 +168,13 @@ class UnitModel:
     optimizer: torch.optim.Optimizer
     config: VQVAESettings         # the unit system's loss weights
     frozen_codebooks: bool        # fine-tuning keeps the codebooks (and so the units) in place
+    net: torch.nn.Module | None = None   # the model's training wrapper under torchrun (DDP)
 
     def reconstruct(self, mel: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """(input mel for the vocoder, the unit system's own loss, metrics)."""
         for quantizer in (self.model.quant_top, self.model.quant_bottom):
             quantizer.train(not self.frozen_codebooks and self.model.training)
-        out = self.model(mel, self.ids[ids])
+        out = (self.net or self.model)(mel, self.ids[ids])
         loss, metrics = unit_objective(out, self.config.loss)
         return out.mel.float(), loss, {f"vq_{name}": value for name, value in metrics.items()}
 
@@ -208,6 +212,15 @@ class MelGANTrainer:
         # oscillation. It is a model of the run (checkpointed, resumed) that no optimizer updates.
         self.ema = train.ema
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if self.ema > 0 else None
+        self.generator_net, self.discriminator_net = self.generator, self.discriminator
+
+    def distribute(self) -> None:
+        """Train through DistributedDataParallel under torchrun (a no-op in one process); call it
+        after resuming. Inference, validation and samples use the models themselves."""
+        self.generator_net = wrap_ddp(self.generator, self.device)
+        self.discriminator_net = wrap_ddp(self.discriminator, self.device)
+        if self.unit is not None:
+            self.unit.net = wrap_ddp(self.unit.model, self.device, self.unit.model.unused_parameters())
 
     @property
     def inference_generator(self) -> Generator:
@@ -239,15 +252,14 @@ class MelGANTrainer:
                 mel, unit_loss, unit_metrics = self.unit.reconstruct(mel, ids)
             metrics.update(unit_metrics)
         with autocast(self.device, self.amp):
-            fake = self.generator(mel).float()
-        check_output(fake.detach(), "generator")
+            fake = self.generator_net(mel).float()
         adversarial = step >= self.warmup
         for group in self.opt_g.param_groups:
             group["lr"] = self.generator_lr(step)
         if adversarial:
             with autocast(self.device, self.amp):
-                real_out = self.discriminator(real)
-                fake_out = self.discriminator(fake.detach())
+                real_out = self.discriminator_net(real)
+                fake_out = self.discriminator_net(fake.detach())
             d_loss = discriminator_hinge_loss(real_out, fake_out).float()
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
@@ -261,8 +273,11 @@ class MelGANTrainer:
             g_loss = g_loss + w["stft"] * stft
             metrics["stft"] = stft.item()
         if adversarial:
+            # the discriminator only passes the gradient on to the generator here (no update, no reduction)
+            self.discriminator.requires_grad_(False)
             with autocast(self.device, self.amp):
                 fake_out = self.discriminator(fake)
+            self.discriminator.requires_grad_(True)
             adv = generator_hinge_loss(fake_out).float()
             fm = feature_matching_loss(real_out, fake_out).float()
             g_loss = g_loss + w["adversarial"] * adv + w["feature_matching"] * fm
@@ -278,6 +293,8 @@ class MelGANTrainer:
             self.update_average(step)
         if unit_loss is not None:
             self.unit.optimizer.step()
+        # after the updates: a torchrun rank must not stop inside a step while the others reduce
+        check_output(fake.detach(), "generator")
         return metrics
 
     @torch.no_grad()
@@ -400,14 +417,35 @@ def train(features_dir: str | Path, dataset_root: str | Path, out_dir: str | Pat
     """Train (or resume, or skip when finished) the vocoder; returns ``OUT/checkpoint.pt``.
     ``vqvae_checkpoint`` is required when ``melgan.train.input_mels`` is ``vqvae``."""
     out_dir = Path(out_dir)
-    claim_folder(out_dir, "train-melgan", [Input("--features", features_dir), Input("--dataset", dataset_root),
-                                           Input("--vqvae", vqvae_checkpoint)])
-    with output_lock(out_dir, "training run"):
+    progress, log = on_rank_zero(progress, log)
+    inputs = [Input("--features", features_dir), Input("--dataset", dataset_root), Input("--vqvae", vqvae_checkpoint)]
+    with claimed_run(out_dir, "train-melgan", inputs):
         return _train(features_dir, dataset_root, out_dir, config, force, progress, log, vqvae_checkpoint)
 
 
 def _train(features_dir, dataset_root, out_dir: Path, config: Config, force: bool, progress: bool, log,
            vqvae_checkpoint) -> Path:
+    with together():    # an error on any torchrun rank while setting up stops every rank
+        trainer, loop, train_items, held = _setup(features_dir, dataset_root, out_dir, config, log, vqvae_checkpoint)
+    if loop.begin(force, True, log, finished="; use --force to retrain"):
+        return loop.checkpoint_path
+    samples_dir = out_dir / "samples"
+    if loop.saved_step is None and loop.rank == 0 and samples_dir.exists():
+        shutil.rmtree(samples_dir)  # samples of a previous, different run
+    trainer.distribute()
+    train_cfg, spec = config.melgan.train, trainer.spec
+
+    def batch_fn(step: int, gen: torch.Generator):
+        return random_crops(train_items, trainer.speakers, train_cfg.batch_size, train_cfg.segment_frames,
+                            spec.hop_length, gen, spec.log_floor)
+
+    validate = (lambda: {"mel_l1": trainer.validation_mel_l1(held, train_cfg.sample_frames)}) if held else None
+    loop.fit(batch_fn, trainer.step, validate, progress=progress)
+    return loop.checkpoint_path
+
+
+def _setup(features_dir, dataset_root, out_dir: Path, config: Config, log, vqvae_checkpoint):
+    """(trainer, loop, training utterances, held-out utterances) of a run."""
     cfg = config.melgan
     train_cfg = cfg.train
     device = pick_device(config.runtime.device)
@@ -458,20 +496,5 @@ def _train(features_dir, dataset_root, out_dir: Path, config: Config, force: boo
         before_save=lambda step: trainer.check_inference((held or train_items)[0], sample_frames),
         on_checkpoint=lambda step: write_samples(trainer, sample_items, samples_dir, step, sample_frames),
         plot_groups=[["mel_l1"], ["stft"], ["g_adv", "d_loss"], ["feature_matching"], ["vq_recon", "vq_cpc"]],
-        governor=governor)
-    if not force and loop.is_up_to_date():
-        log(f"{loop.checkpoint_path}: up to date ({train_cfg.steps} steps); use --force to retrain")
-        return loop.checkpoint_path
-    if not force and loop.try_resume(log=log):
-        log(f"{loop.checkpoint_path}: resuming at step {loop.step}")
-    elif samples_dir.exists():
-        shutil.rmtree(samples_dir)  # samples of a previous, different run
-    segment = train_cfg.segment_frames
-    batch_size = train_cfg.batch_size
-
-    def batch_fn(step: int, gen: torch.Generator):
-        return random_crops(train_items, speakers, batch_size, segment, spec.hop_length, gen, spec.log_floor)
-
-    validate = (lambda: {"mel_l1": trainer.validation_mel_l1(held, sample_frames)}) if held else None
-    loop.fit(batch_fn, trainer.step, validate, progress=progress)
-    return loop.checkpoint_path
+        governor=governor, batch_size=train_cfg.batch_size, batch_key="melgan.train.batch_size")
+    return trainer, loop, train_items, held

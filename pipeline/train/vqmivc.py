@@ -15,8 +15,11 @@ One step: one forward of the model; then ``vqmivc.mi.updates`` updates of the CL
 L1 reconstruction + commitment + InfoNCE (``vqvae.loss.cpc``) + the weighted CLUB upper bounds of I(content;
 speaker), I(content; log-F0) and I(log-F0; speaker), which send gradients into the encoders.
 Both optimizers and the estimators are in the checkpoint, so a resumed run replays the
-uninterrupted one exactly. Before every checkpoint each training speaker's embedding, averaged
-over its utterances, is stored in the meta: decoding by speaker name (``--target V001``) uses it.
+uninterrupted one exactly. Under torchrun each rank trains on its share of every batch: the model
+through DistributedDataParallel, the estimators with their gradients averaged over the ranks, the
+CLUB's shuffled pairs drawn over the global batch (``models.distributed``). Before every
+checkpoint each training speaker's embedding, averaged over its utterances, is stored in the
+meta: decoding by speaker name (``--target V001``) uses it.
 """
 from __future__ import annotations
 
@@ -36,13 +39,13 @@ from models.vqmivc import STRIDE, VQMIVC, VQMIVCConfig, VQMIVCOutput
 from pipeline.core.audio import read_wav
 from pipeline.core.config import Config
 from pipeline.core.errors import UserError
-from pipeline.core.io import output_lock
-from pipeline.core.outputs import Input, claim_folder
+from pipeline.core.outputs import Input
 from pipeline.core.pool import parallel_map
-from pipeline.core.runtime import ThreadGovernor, autocast, distributed, pick_device, seed_everything, step_macs
+from pipeline.core.runtime import (ThreadGovernor, autocast, average_gradients, on_rank_zero, pick_device,
+                                   seed_everything, step_macs, together, unwrap, wrap_ddp)
 from pipeline.core.stamp import fingerprint
 from pipeline.core.threads import pool_size
-from pipeline.core.training import TrainLoop
+from pipeline.core.training import TrainLoop, claimed_run
 from pipeline.features import feature_spec, open_feature_dir
 from pipeline.pitch import PITCH_CEILING_HZ, PITCH_FLOOR_HZ, pitch_features
 from pipeline.systems.vqmivc import KIND
@@ -169,57 +172,60 @@ def train(features_dir: str | os.PathLike, out_dir: str | os.PathLike, config: C
           progress: bool = True, log=print) -> Path:
     """Train (or resume, or skip when finished) and return ``out_dir/checkpoint.pt``."""
     out_dir = Path(out_dir)
-    claim_folder(out_dir, "train-vqvae", [Input("--features", features_dir)])
-    with output_lock(out_dir, "training run"):
+    progress, log = on_rank_zero(progress, log)
+    with claimed_run(out_dir, "train-vqvae", [Input("--features", features_dir)]):
         return _train(features_dir, out_dir, config, force, progress, log)
 
 
 def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: bool, log) -> Path:
-    if distributed()[1] > 1:
-        raise UserError("the vqmivc system trains on one device; launch it without torchrun")
     tcfg = config.vqvae.train
-    device = pick_device(config.runtime.device)
     seed = config.seed
-    seed_everything(seed)
-    data, data_fps = load_training_data(features_dir, config)
-    spec = feature_spec(config)
-    cfg = model_config(config, spec.n_mels)
-    model = VQMIVC(cfg)
-    estimators = build_estimators(cfg, config)
-    segment = tcfg.segment_frames - tcfg.segment_frames % STRIDE
-    governor = ThreadGovernor(config.runtime.threads, 3 * step_macs(model, tcfg.batch_size * segment), log=log)
-    mean, std = mel_statistics([data.mels[i] for i in data.train_idx])
-    model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
-    model.to(device)
-    estimators.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
-    optimizers = {"adam": optimizer}
-    mi_optimizer = None
-    if len(estimators):
-        mi_optimizer = optimizers["mi"] = torch.optim.Adam(estimators.parameters(), lr=config.vqmivc.mi.lr)
-    meta = {"speakers": data.speaker_map, "feature_spec": spec.to_dict(), "model": dataclasses.asdict(cfg),
-            "normalization": {"mean": mean.tolist(), "std": std.tolist()},
-            "pitch": {"floor_hz": PITCH_FLOOR_HZ, "ceiling_hz": PITCH_CEILING_HZ},
-            "languages": list(config.vqvae.languages),
-            "train_utterances": int(len(data.train_idx)), "val_keys": [data.keys[i] for i in data.val_idx],
-            "speaker_embeddings": {}}
+    with together():    # an error on any torchrun rank while setting up stops every rank
+        device = pick_device(config.runtime.device)
+        seed_everything(seed)
+        data, data_fps = load_training_data(features_dir, config)
+        spec = feature_spec(config)
+        cfg = model_config(config, spec.n_mels)
+        model = VQMIVC(cfg)
+        estimators = build_estimators(cfg, config)
+        segment = tcfg.segment_frames - tcfg.segment_frames % STRIDE
+        governor = ThreadGovernor(config.runtime.threads, 3 * step_macs(model, tcfg.batch_size * segment), log=log)
+        mean, std = mel_statistics([data.mels[i] for i in data.train_idx])
+        model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
+        model.to(device)
+        estimators.to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
+        optimizers = {"adam": optimizer}
+        mi_optimizer = None
+        if len(estimators):
+            mi_optimizer = optimizers["mi"] = torch.optim.Adam(estimators.parameters(), lr=config.vqmivc.mi.lr)
+        meta = {"speakers": data.speaker_map, "feature_spec": spec.to_dict(), "model": dataclasses.asdict(cfg),
+                "normalization": {"mean": mean.tolist(), "std": std.tolist()},
+                "pitch": {"floor_hz": PITCH_FLOOR_HZ, "ceiling_hz": PITCH_CEILING_HZ},
+                "languages": list(config.vqvae.languages),
+                "train_utterances": int(len(data.train_idx)), "val_keys": [data.keys[i] for i in data.val_idx],
+                "speaker_embeddings": {}}
 
-    def refresh_embeddings(step: int) -> None:
-        meta["speaker_embeddings"] = speaker_embeddings(model, data, device)
+        def refresh_embeddings(step: int) -> None:
+            meta["speaker_embeddings"] = speaker_embeddings(model, data, device)
 
-    loop = TrainLoop(run_dir=out_dir, kind=KIND, config=config.to_dict(), fingerprint=run_fingerprint(config, data_fps),
-                     models={"vqmivc": model, "mi": estimators}, optimizers=optimizers, meta=meta, seed=seed,
-                     total_steps=tcfg.steps, checkpoint_every=tcfg.checkpoint_every, log_every=tcfg.log_every,
-                     validate_every=tcfg.checkpoint_every, before_save=refresh_embeddings, governor=governor,
-                     plot_groups=[["loss", "recon"], ["cpc", "commit"], ["cpc_acc"], ["mi_cs", "mi_cp", "mi_ps"],
-                                  ["ppl"], ["used"]])
+        loop = TrainLoop(run_dir=out_dir, kind=KIND, config=config.to_dict(),
+                         fingerprint=run_fingerprint(config, data_fps), models={"vqmivc": model, "mi": estimators},
+                         optimizers=optimizers, meta=meta, seed=seed, total_steps=tcfg.steps,
+                         checkpoint_every=tcfg.checkpoint_every, log_every=tcfg.log_every,
+                         validate_every=tcfg.checkpoint_every, before_save=refresh_embeddings, governor=governor,
+                         plot_groups=[["loss", "recon"], ["cpc", "commit"], ["cpc_acc"], ["mi_cs", "mi_cp", "mi_ps"],
+                                      ["ppl"], ["used"]],
+                         batch_size=tcfg.batch_size, batch_key="vqvae.train.batch_size")
     if loop.begin(force, progress, log):
         return loop.checkpoint_path
-    pitch = load_pitch(features_dir, config, data, progress=progress)
+    with together():
+        pitch = load_pitch(features_dir, config, data, progress=progress)
     batch_fn = crop_sampler(data, pitch, segment, tcfg.batch_size, config, spec)
+    net = wrap_ddp(model, device)
 
     def step_fn(batch, step: int) -> dict:
-        return train_step(model, estimators, optimizer, mi_optimizer, batch, config, step, device)
+        return train_step(net, estimators, optimizer, mi_optimizer, batch, config, step, device)
 
     val_idx = data.val_idx[: tcfg.val_max_utterances]
 
@@ -230,16 +236,18 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
     return loop.checkpoint_path
 
 
-def train_step(model: VQMIVC, estimators: nn.ModuleDict, optimizer: torch.optim.Optimizer,
+def train_step(net: nn.Module, estimators: nn.ModuleDict, optimizer: torch.optim.Optimizer,
                mi_optimizer: torch.optim.Optimizer | None, batch, config: Config, step: int, device) -> dict:
-    """Estimator updates on detached inputs, then one main update; returns the step's metrics."""
+    """Estimator updates on detached inputs, then one main update; returns the step's metrics.
+    ``net``: the VQMIVC model, or its DistributedDataParallel wrapper under torchrun."""
     batch = {name: t.to(device) for name, t in batch.items()}    # mel, pitch [, content_mel]
     pitch = batch["pitch"]
     tcfg, weights = config.vqvae.train, config.vqmivc.loss
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(tcfg, step)
+    model = unwrap(net)
     with autocast(device, config.runtime.amp):
-        out = model(**batch)
+        out = net(**batch)
     pairs = {name: xy for name, xy in mi_pairs(out, pitch).items() if name in estimators}
     metrics = {}
     if mi_optimizer is not None:
@@ -247,6 +255,7 @@ def train_step(model: VQMIVC, estimators: nn.ModuleDict, optimizer: torch.optim.
             mi_optimizer.zero_grad(set_to_none=True)
             likelihoods = {name: estimators[name].log_likelihood(x.detach(), y.detach()) for name, (x, y) in pairs.items()}
             (-sum(likelihoods.values())).backward()
+            average_gradients(estimators)
             mi_optimizer.step()
         metrics.update({f"lld_{MI_TERMS[n][1]}": v.item() for n, v in likelihoods.items()})
     recon = out.recon_loss.float() + (out.recon_pre.float() if model.decoder.postnet is not None else 0.0)

@@ -3,7 +3,8 @@
 Data: every utterance of train/unit, train/voice and train/parallel (when present) of the
 configured languages, read from ``<features>/<language>.h5``; a seeded share of utterances is
 held out for validation. Batches are random fixed-length crops drawn from the step's own
-generator (so a resumed run replays the uninterrupted one exactly). The checkpoint's meta holds
+generator (so a resumed run replays the uninterrupted one exactly); under torchrun each rank
+trains on its share of that batch (``pipeline.core.training``). The checkpoint's meta holds
 the speaker map, the feature spec, the model settings and the mel normalisation, which is all
 ``pipeline.systems.vqvae.load_vqvae`` needs. The ``train-vqvae`` stage calls ``train``.
 """
@@ -22,13 +23,13 @@ from models.vqvae2 import STRIDE, VQVAE2, VQVAE2Config
 from pipeline.contract.dataset import speaker_key
 from pipeline.contract.names import TRAIN_SPLITS
 from pipeline.core.config import VQVAE, Config, TrainSchedule
+from models.distributed import global_rows, local_rows
 from pipeline.core.errors import UserError
-from pipeline.core.io import output_lock
-from pipeline.core.outputs import Input, claim_folder
-from pipeline.core.runtime import (ThreadGovernor, autocast, distributed, pick_device, seed_everything, step_macs,
-                                   step_seed, wrap_ddp)
+from pipeline.core.outputs import Input
+from pipeline.core.runtime import (ThreadGovernor, autocast, on_rank_zero, pick_device, seed_everything, step_macs,
+                                   together, unwrap, wrap_ddp)
 from pipeline.core.stamp import fingerprint
-from pipeline.core.training import TrainLoop
+from pipeline.core.training import TrainLoop, claimed_run
 from pipeline.features import feature_spec, open_feature_dir
 from pipeline.systems.vqvae import KIND
 
@@ -117,56 +118,50 @@ def train(features_dir: str | os.PathLike, out_dir: str | os.PathLike, config: C
     """Train (or resume, or skip when finished) and return ``out_dir/checkpoint.pt``. A second
     run on the same ``out_dir`` fails at once while this one holds it."""
     out_dir = Path(out_dir)
-    claim_folder(out_dir, "train-vqvae", [Input("--features", features_dir)])
-    with output_lock(out_dir, "training run"):
+    progress, log = on_rank_zero(progress, log)
+    with claimed_run(out_dir, "train-vqvae", [Input("--features", features_dir)]):
         return _train(features_dir, out_dir, config, force, progress, log)
 
 
 def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: bool, log) -> Path:
     tcfg = config.vqvae.train
-    device = pick_device(config.runtime.device)
     amp = config.runtime.amp
     seed = config.seed
-    rank, world = distributed()
-    seed_everything(seed)
-
-    data, data_fps = load_training_data(features_dir, config)
-    spec = feature_spec(config)
-    cfg = model_config(config, len(data.speaker_map), spec.n_mels)
-    model = VQVAE2(cfg)
-    governor = ThreadGovernor(config.runtime.threads, 3 * step_macs(model, tcfg.batch_size * tcfg.segment_frames),
-                              log=log)
-    mean, std = mel_statistics([data.mels[i] for i in data.train_idx])
-    model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
-    model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
-    meta = {"speakers": data.speaker_map, "feature_spec": spec.to_dict(), "model": dataclasses.asdict(cfg),
-            "normalization": {"mean": mean.tolist(), "std": std.tolist()},
-            "languages": list(config.vqvae.languages),
-            "train_utterances": int(len(data.train_idx)), "val_keys": [data.keys[i] for i in data.val_idx]}
-    loop = TrainLoop(run_dir=out_dir, kind=KIND, config=config.to_dict(), fingerprint=run_fingerprint(config, data_fps),
-                     models={"vqvae": model}, optimizers={"adam": optimizer}, meta=meta, seed=seed,
-                     total_steps=tcfg.steps, checkpoint_every=tcfg.checkpoint_every,
-                     log_every=tcfg.log_every, validate_every=tcfg.checkpoint_every,
-                     plot_groups=[["loss", "recon"], ["cpc", "adv"], ["cpc_acc", "adv_acc"],
-                                  ["cycle_codes", "cycle_recon", "cycle_speaker", "classifier"], ["ppl_b", "ppl_t"],
-                                  ["used_b", "used_t"]], governor=governor)
-    if not force and loop.is_up_to_date():
-        if progress:
-            log(f"{loop.checkpoint_path}: up to date ({tcfg.steps} steps)")
+    with together():    # an error on any torchrun rank while setting up stops every rank
+        device = pick_device(config.runtime.device)
+        seed_everything(seed)
+        data, data_fps = load_training_data(features_dir, config)
+        spec = feature_spec(config)
+        cfg = model_config(config, len(data.speaker_map), spec.n_mels)
+        model = VQVAE2(cfg)
+        governor = ThreadGovernor(config.runtime.threads,
+                                  3 * step_macs(model, tcfg.batch_size * tcfg.segment_frames), log=log)
+        mean, std = mel_statistics([data.mels[i] for i in data.train_idx])
+        model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
+        model.to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
+        meta = {"speakers": data.speaker_map, "feature_spec": spec.to_dict(), "model": dataclasses.asdict(cfg),
+                "normalization": {"mean": mean.tolist(), "std": std.tolist()},
+                "languages": list(config.vqvae.languages),
+                "train_utterances": int(len(data.train_idx)), "val_keys": [data.keys[i] for i in data.val_idx]}
+        loop = TrainLoop(run_dir=out_dir, kind=KIND, config=config.to_dict(),
+                         fingerprint=run_fingerprint(config, data_fps), models={"vqvae": model},
+                         optimizers={"adam": optimizer}, meta=meta, seed=seed,
+                         total_steps=tcfg.steps, checkpoint_every=tcfg.checkpoint_every,
+                         log_every=tcfg.log_every, validate_every=tcfg.checkpoint_every,
+                         plot_groups=[["loss", "recon"], ["cpc", "adv"], ["cpc_acc", "adv_acc"],
+                                      ["cycle_codes", "cycle_recon", "cycle_speaker", "classifier"],
+                                      ["ppl_b", "ppl_t"], ["used_b", "used_t"]], governor=governor,
+                         batch_size=tcfg.batch_size, batch_key="vqvae.train.batch_size")
+    if loop.begin(force, progress, log):
         return loop.checkpoint_path
-    if not force and loop.try_resume(log=log):
-        if progress:
-            log(f"{loop.checkpoint_path}: resuming at step {loop.step}")
-    net = wrap_ddp(model, device)
+    net = wrap_ddp(model, device, model.unused_parameters(cycle=config.vqvae.loss.cycle))
     segment = tcfg.segment_frames
     segment -= segment % STRIDE  # whole top-level frames: no padding inside training batches
     weights = torch.tensor([data.mels[i].shape[1] - segment + 1 for i in data.train_idx], dtype=torch.float64)
     batch_size = tcfg.batch_size
 
     def batch_fn(step: int, gen: torch.Generator):
-        if world > 1:  # each rank draws its own crops
-            gen.manual_seed(step_seed(seed, step) + rank)
         # Utterances weighted by their number of crop positions: every crop is equally likely.
         picks = torch.multinomial(weights, batch_size, replacement=True, generator=gen)
         starts = (torch.rand(batch_size, generator=gen, dtype=torch.float64) * weights[picks]).long()
@@ -182,7 +177,7 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
     def validate_fn() -> dict:
         return evaluate(model, [data.mels[i] for i in val_idx], data.speakers[val_idx], device)
 
-    loop.fit(batch_fn, step_fn, validate_fn if len(val_idx) else None, progress=progress and rank == 0)
+    loop.fit(batch_fn, step_fn, validate_fn if len(val_idx) else None, progress=progress)
     return loop.checkpoint_path
 
 
@@ -197,7 +192,7 @@ def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch, co
         out = net(mel, spk)
     loss, metrics = unit_objective(out, weights)
     if weights.cycle:
-        model = net.module if hasattr(net, "module") else net
+        model = unwrap(net)
         cycle = model.cycle(mel, out.encoded, spk, other_speakers(spk, model.cfg.num_speakers))
         loss = loss + weights.cycle_codes * cycle.code_loss + weights.cycle_recon * cycle.recon_loss
         metrics.update(cycle_codes=cycle.code_loss.item(), cycle_recon=cycle.recon_loss.item())
@@ -230,10 +225,11 @@ def unit_objective(out, weights) -> tuple[torch.Tensor, dict]:
 
 
 def other_speakers(speaker: torch.Tensor, num_speakers: int) -> torch.Tensor:
-    """A random target speaker for every item, never the item's own (one speaker: itself)."""
+    """A random target speaker for every item, never the item's own (one speaker: itself); drawn
+    for the global batch of a data-parallel run (``models.distributed``)."""
     if num_speakers < 2:
         return speaker
-    shift = torch.randint(1, num_speakers, speaker.shape, device=speaker.device)
+    shift = local_rows(torch.randint(1, num_speakers, (global_rows(len(speaker)),), device=speaker.device))
     return (speaker + shift) % num_speakers
 
 
