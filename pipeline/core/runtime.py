@@ -242,6 +242,16 @@ def together():
     agree()
 
 
+def finish_distributed() -> None:
+    """The end of a torchrun job: every rank waits until rank 0 has written and reported, then all
+    close the process group together (a rank that exits while its peer still holds the
+    connections can make gloo abort that peer after its work is done). A no-op without torchrun."""
+    if distributed()[1] > 1:
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def on_rank_zero(progress: bool, log):
     """(progress, log) for this rank: rank 0 reports, the others are silent."""
     if distributed()[0] == 0:

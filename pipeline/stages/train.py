@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from pipeline.core.checkpoint import load_checkpoint
-from pipeline.core.runtime import distributed, together
+from pipeline.core.runtime import distributed, finish_distributed, together
 from pipeline.stages.options import (config_option, dataset_option, features_dir_option, out_dir_option,
                                      overrides_argument, training_config)
 from pipeline.train import melgan as melgan_training
@@ -45,6 +45,7 @@ def train_vqvae_command(features_dir, out_dir, preset, force, quiet, overrides):
                     ckpt["history"][-1] if ckpt["history"] else {})
         summary = ", ".join(f"{k} {v:.3g}" for k, v in last.items() if k != "step")
         click.echo(f"{path}: step {ckpt['step']}; {summary}")
+    finish_distributed()
 
 
 @click.command("train-melgan", context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,3 +76,4 @@ def train_melgan_command(features_dir, dataset_root, out_dir, preset, vqvae_chec
                                  log=click.echo, vqvae_checkpoint=vqvae_checkpoint)
     if distributed()[0] == 0:
         click.echo(f"MelGAN checkpoint: {path}")
+    finish_distributed()
