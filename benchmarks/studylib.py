@@ -194,41 +194,31 @@ def _recorded_cell(value, digits: int) -> str:
 
 
 def render_page(study: Study, results: Results, columns: list[Column]) -> str:
+    """The page: title, question, where its rows come from, the table, the notes. A study's rows
+    are its variants (mean and range over seeds); a record's are its JSON rows as published."""
     if study.is_record:
-        return _render_record(study, results)
-    header = ["variant", "changes", "seeds", "commit"] + [c.label for c in columns]
-    lines = [f"# {study.title}", ""]
-    if study.question:
-        lines += [study.question, ""]
-    lines += [f"Study file `benchmarks/studies/{study.name}.yaml` (preset `{study.preset}`, measure "
-              f"`{study.measure}`); each cell is the mean over seeds with the range in brackets. "
-              f"Measured with `.venv/bin/python benchmarks/study.py run benchmarks/studies/{study.name}.yaml`; "
-              f"this page is generated from `benchmarks/studies/{study.name}.json` by "
-              f"`.venv/bin/python benchmarks/study.py render`: do not edit it.", ""]
-    if study.base:
-        lines += [f"Every variant starts from: {_overlay_text(study.base)}.", ""]
+        header = ["row", "seeds", "commit"] + [c.label for c in study.columns]
+        source = [f"A record (`benchmarks/studies/{study.name}.yaml`): rows measured by the command below, at "
+                  f"the commit in each row, kept as data in `benchmarks/studies/{study.name}.json`; this page "
+                  f"is generated from it by `.venv/bin/python benchmarks/study.py render`: do not edit it.", ""]
+        if study.command:
+            source += ["```sh", study.command.strip(), "```", ""]
+        rows = [[row["variant"], ",".join(str(s) for s in row.get("seeds", [row.get("seed", "")])),
+                 row.get("commit", "unknown")] + [_recorded_cell(row["measures"].get(c.key), c.digits)
+                                                  for c in study.columns] for row in results.rows]
+    else:
+        header = ["variant", "changes", "seeds", "commit"] + [c.label for c in columns]
+        source = [f"Study file `benchmarks/studies/{study.name}.yaml` (preset `{study.preset}`, measure "
+                  f"`{study.measure}`); each cell is the mean over seeds with the range in brackets. "
+                  f"Measured with `.venv/bin/python benchmarks/study.py run benchmarks/studies/{study.name}.yaml`; "
+                  f"this page is generated from `benchmarks/studies/{study.name}.json` by "
+                  f"`.venv/bin/python benchmarks/study.py render`: do not edit it.", ""]
+        if study.base:
+            source += [f"Every variant starts from: {_overlay_text(study.base)}.", ""]
+        rows = table_rows(study, results, columns)
+    lines = [f"# {study.title}", ""] + ([study.question, ""] if study.question else []) + source
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(study, results, columns)]
-    if study.notes:
-        lines += ["", study.notes.strip()]
-    return "\n".join(lines) + "\n"
-
-
-def _render_record(study: Study, results: Results) -> str:
-    header = ["row", "seeds", "commit"] + [c.label for c in study.columns]
-    lines = [f"# {study.title}", ""]
-    if study.question:
-        lines += [study.question, ""]
-    lines += [f"A record (`benchmarks/studies/{study.name}.yaml`): rows measured by the command below, at the "
-              f"commit in each row, kept as data in `benchmarks/studies/{study.name}.json`; this page is "
-              f"generated from it by `.venv/bin/python benchmarks/study.py render`: do not edit it.", ""]
-    if study.command:
-        lines += ["```sh", study.command.strip(), "```", ""]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in results.rows:
-        cells = [_recorded_cell(row["measures"].get(c.key), c.digits) for c in study.columns]
-        seeds = ",".join(str(s) for s in row.get("seeds", [row.get("seed", "")]))
-        lines.append("| " + " | ".join([row["variant"], seeds, row.get("commit", "unknown")] + cells) + " |")
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     if study.notes:
         lines += ["", study.notes.strip()]
     return "\n".join(lines) + "\n"
