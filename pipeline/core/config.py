@@ -21,6 +21,7 @@ dropped, and the checkpoint's weights then say whether the model still fits.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -68,7 +69,26 @@ class Features(Section):
             raise _bad(f"{where}.hop_length", self.hop_length, "n_fft - hop_length even (symmetric padding)")
 
 
-_SCALE_TEXT = re.compile(r"tiny|(demo|[1-9][0-9]*)(:real[0-9]+(\.[0-9]+)?)?")
+_SCALE_BASE = re.compile(r"tiny|demo|[1-9][0-9]*")
+MAX_REAL_MINUTES = 600.0
+
+
+def split_scale(value) -> tuple[str, float | None]:
+    """A corpus scale's text as (base, minutes of each real unit actor or None): "demo:real12" ->
+    ("demo", 12.0), "3" -> ("3", None). The one reader of the ":realM" suffix (the config checks
+    it here, ``pipeline.corpus.plan.scale_from`` builds the scale from it); a ``UserError`` for a
+    suffix after tiny or minutes outside (0, MAX_REAL_MINUTES]."""
+    base, sep, real = str(value).partition(":real")
+    if not sep:
+        return base, None
+    try:
+        minutes = float(real)
+    except ValueError:
+        minutes = math.nan
+    if base == "tiny" or not 0 < minutes <= MAX_REAL_MINUTES:     # NaN fails the comparison too
+        raise UserError(f"corpus scale {value!r}: ':realM' needs demo or N before it and minutes in "
+                        f"(0, {MAX_REAL_MINUTES:g}]")
+    return base, minutes
 
 
 @dataclass(frozen=True)
@@ -78,8 +98,13 @@ class Corpus(Section):
     scale: str | int = key(ge=1, le=MAX_SCALE)
 
     def check(self, where):
-        if isinstance(self.scale, str) and not _SCALE_TEXT.fullmatch(self.scale):
-            raise _bad(f"{where}.scale", self.scale, "tiny, demo, a positive integer N, or demo/N followed by :realM")
+        if isinstance(self.scale, str):
+            try:
+                base, _ = split_scale(self.scale)
+            except UserError:
+                base = ""
+            if not _SCALE_BASE.fullmatch(base):
+                raise _bad(f"{where}.scale", self.scale, "tiny, demo, a positive integer N, or demo/N followed by :realM")
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ Speakers (demo scale):
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 
+from pipeline.core.config import split_scale
 from pipeline.core.errors import UserError
 from pipeline.corpus.engines import Voice
 from pipeline.corpus.text import SentenceCursor
@@ -96,14 +96,8 @@ def scale_from(value) -> Scale:
     if isinstance(value, Scale):
         return value
     text = str(value).strip().lower()
-    base, sep, real = text.partition(":real")
-    if sep:
-        try:
-            minutes = float(real)
-        except ValueError:
-            minutes = -1.0
-        if base == "tiny" or not 0 < minutes <= 600 or not math.isfinite(minutes):
-            raise UserError(f"corpus scale {value!r}: ':realM' needs demo or N before it and minutes in (0, 600]")
+    base, minutes = split_scale(text)
+    if minutes is not None:
         return dataclasses.replace(scale_from(base), name=f"{scale_from(base).name}:real{minutes:g}",
                                    real_unit_seconds=60.0 * minutes)
     units, tests = _unit_speakers(), _test_speakers()
