@@ -18,6 +18,8 @@
 - ``by_kind``: ``units`` and ``conversion`` on a demo corpus with recorded speech, each scored
   apart on the real and the synthetic test speakers (ABX over each kind's own triplets and its
   MFCC baseline, the share of lines closer to the target, the CER over the sources' CER, DNSMOS).
+- ``units_by_kind``: the units part of ``by_kind`` alone (no vocoder, no conversion), with the
+  pre-quantization vectors beside the codes: a screening measure, about half a ``by_kind`` row.
 """
 from __future__ import annotations
 
@@ -195,12 +197,42 @@ def measure_conversion(study: Study, variant: str, seed: int, data: Data) -> dic
 
 
 # ============================================================================ per kind of speaker
+def _speaker_groups(task: LanguageTask, data: Data) -> dict[str, set[str]]:
+    if not task.speaker_groups:
+        raise SystemExit(f"{data.dataset}: its manifest lists no recorded speakers (build it with --speech mixed)")
+    return task.speaker_groups
+
+
+def measure_units_by_kind(study: Study, variant: str, seed: int, data: Data) -> dict:
+    """ABX of the bottom codes and of the pre-quantization vectors over each kind of test speaker."""
+    task = LanguageTask(Dataset(data.dataset), "excerpt", None)
+    groups = _speaker_groups(task, data)
+    checkpoint, minutes = train_units(study, variant, seed, data)
+    units = encode_test_units(checkpoint, task, data)
+    _, mfcc = mfcc_abx_by_kind(study, task, data)
+    out = {"train_minutes": minutes, "bitrate": units_bitrate(units, task)}
+    for feature in ("codes", "prequant"):
+        result = abxlib.abx(task.task, task.item_arrays({s: u[feature] for s, u in units.items()}), "cosine", groups)
+        for kind in groups:
+            error, base = result.by_group.get(kind), mfcc.get(kind)
+            name = f"abx_{kind}" if feature == "codes" else f"abx_prequant_{kind}"
+            out[name] = error
+            out[f"{name}_x_mfcc"] = error / base if error is not None and base else None
+    return out
+
+
+UNITS_BY_KIND_COLUMNS = [Column(key.format(kind=kind), f"{label}, {kind}", digits) for kind in ("real", "synthetic")
+                         for key, label, digits in (("abx_{kind}", "ABX units %", 2), ("abx_{kind}_x_mfcc", "x MFCC", 2),
+                                                    ("abx_prequant_{kind}", "ABX pre-quant. %", 2),
+                                                    ("abx_prequant_{kind}_x_mfcc", "pre-quant. x MFCC", 2))] + [
+    Column("bitrate", "bits/s", 0), Column("train_minutes", "train min", 1)]
+
+
 def measure_by_kind(study: Study, variant: str, seed: int, data: Data) -> dict:
     """Units and conversion measured apart on the real and the synthetic test speakers of a demo
     corpus with recorded speech: what issue 28's goals are stated in."""
     task = LanguageTask(Dataset(data.dataset), "excerpt", None)
-    if not task.speaker_groups:
-        raise SystemExit(f"{data.dataset}: its manifest lists no recorded speakers (build it with --speech mixed)")
+    _speaker_groups(task, data)
     # every synthesis line: the recorded speakers' lines come last in the demo corpus
     speech, checkpoint, _ = convert_lines(study, variant, seed, dataclasses.replace(data, lines=0),
                                           task.speaker_groups)
@@ -260,4 +292,5 @@ MEASURES: dict[str, tuple[Callable[[Study, str, int, Data], dict], list[Column]]
     "conversion": (measure_conversion, CONVERSION_COLUMNS),
     "one_shot": (measure_one_shot, ONE_SHOT_COLUMNS),
     "by_kind": (measure_by_kind, BY_KIND_COLUMNS),
+    "units_by_kind": (measure_units_by_kind, UNITS_BY_KIND_COLUMNS),
 }

@@ -1,6 +1,5 @@
 """Contrastive predictive coding (van den Oord et al. 2018) on a sequence of frame vectors, as
-used by bshall's VQ-CPC and by VQMIVC's content encoder, and a gradient-reversal speaker
-adversary. Pure tensors.
+used by bshall's VQ-CPC and by VQMIVC's content encoder. Pure tensors.
 
 InfoNCE: an autoregressive context network (a one-layer LSTM) reads the frames z_1..z_t; for
 each step k = 1..K a linear map of the context c_t predicts z_{t+k}; the prediction must pick
@@ -63,33 +62,3 @@ class ContrastivePredictor(nn.Module):
             correct += float((logits.argmax(-1) == 0).sum())
             total += b * n
         return InfoNCEOutput(torch.stack(losses).mean(), torch.tensor(correct / max(total, 1)))
-
-
-class GradientReversal(torch.autograd.Function):
-    """Identity forward; the gradient is multiplied by -scale on the way back (Ganin et al. 2016)."""
-
-    @staticmethod
-    def forward(ctx, x, scale: float):
-        ctx.scale = scale
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return -ctx.scale * grad, None
-
-
-class SpeakerAdversary(nn.Module):
-    """A frame-level speaker classifier behind a gradient reversal: it learns to name the
-    speaker from each frame, and the frames' encoder learns to make that impossible."""
-
-    def __init__(self, dim: int, hidden: int, num_speakers: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, num_speakers))
-
-    def forward(self, z: torch.Tensor, speaker: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, D, T) frames, (B,) speaker ids -> (cross-entropy, accuracy) of the classifier."""
-        frames = GradientReversal.apply(z.transpose(1, 2), scale)       # (B, T, D)
-        logits = self.net(frames)
-        target = speaker[:, None].expand(-1, logits.shape[1])
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
-        return loss, (logits.argmax(-1) == target).float().mean()

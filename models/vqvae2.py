@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.augment import warp_frequency
-from models.cpc import ContrastivePredictor, InfoNCEOutput, SpeakerAdversary
+from models.cpc import ContrastivePredictor, InfoNCEOutput
 from models.quantizer import QuantizerOutput, VectorQuantizer
 
 STRIDE = 4  # total time stride of the top level (2 for the bottom level, 2 more for the top)
@@ -58,7 +58,6 @@ class VQVAE2Config:
     cpc_steps: int = 0           # contrastive coding of the bottom codes: future steps predicted (0 = off)
     cpc_negatives: int = 17      # negatives per prediction, drawn from the same utterance
     cpc_context: int = 256       # LSTM context size
-    adversary_hidden: int = 0    # speaker classifier behind gradient reversal on the bottom codes (0 = off)
     classifier_hidden: int = 0   # speaker classifier on log-mels, for the self-cycle's speaker term (0 = none)
     decoder_blocks: int = 0      # > 0: the decoder's residual blocks are this many, dilated 1, 2, 4, ...
                                  # (0: res_blocks undilated ones, as first built)
@@ -117,7 +116,6 @@ class VQVAE2Output(NamedTuple):
     commit_loss: torch.Tensor  # top + bottom commitment losses
     encoded: Encoded
     cpc: InfoNCEOutput | None  # contrastive coding of the bottom codes (when enabled)
-    adversary: tuple[torch.Tensor, torch.Tensor] | None   # speaker classifier (loss, accuracy) (when enabled)
 
 
 class CycleOutput(NamedTuple):
@@ -166,8 +164,6 @@ class VQVAE2(nn.Module):
             upsample(c, c), nn.LeakyReLU(0.2), nn.Conv1d(c, cfg.n_mels, 3, padding=1))
         self.cpc = (ContrastivePredictor(cfg.bottom_dim, cfg.cpc_context, cfg.cpc_steps, cfg.cpc_negatives)
                     if cfg.cpc_steps > 0 else None)
-        self.adversary = (SpeakerAdversary(cfg.bottom_dim, cfg.adversary_hidden, cfg.num_speakers)
-                          if cfg.adversary_hidden > 0 else None)
         self.classifier = (MelSpeakerClassifier(cfg.n_mels, cfg.classifier_hidden, cfg.num_speakers)
                            if cfg.classifier_hidden > 0 else None)
 
@@ -253,15 +249,13 @@ class VQVAE2(nn.Module):
         return self.decode(top, bottom, speaker, num_frames)
 
     # ------------------------------------------------------------------ training forward
-    def forward(self, mel: torch.Tensor, speaker: torch.Tensor, adversary_scale: float = 1.0) -> VQVAE2Output:
+    def forward(self, mel: torch.Tensor, speaker: torch.Tensor) -> VQVAE2Output:
         """Encode ``mel`` and reconstruct it from its codes and the speaker."""
         enc = self.encode(mel)
         recon = self.decode(enc.top.quantized, enc.bottom.quantized, speaker, mel.shape[-1])
         recon_loss = F.l1_loss(self.normalize(recon), self.normalize(mel))
         cpc = self.cpc(enc.bottom.quantized) if self.cpc is not None else None
-        adversary = (self.adversary(enc.bottom.quantized, speaker, adversary_scale)
-                     if self.adversary is not None else None)
-        return VQVAE2Output(recon, recon_loss, enc.top.loss + enc.bottom.loss, enc, cpc, adversary)
+        return VQVAE2Output(recon, recon_loss, enc.top.loss + enc.bottom.loss, enc, cpc)
 
 
     # ------------------------------------------------------------------ self-cycle consistency

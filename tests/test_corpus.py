@@ -281,7 +281,8 @@ def test_missing_engine_is_a_one_line_error_and_writes_nothing(tmp_path, monkeyp
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("scale", ["0", "-2", "huge", "1.5", "tiny:real4", "demo:real0", "demo:realx", "demo:real"])
+@pytest.mark.parametrize("scale", ["0", "-2", "huge", "1.5", "tiny:real4", "demo:real0", "demo:realx", "demo:real",
+                                   "demo:realonly", "tiny:realonly4"])
 def test_bad_scale_is_refused(scale, tmp_path):
     result = CliRunner().invoke(corpus_command, ["--out", str(tmp_path / "c"), "--scale", scale])
     assert result.exit_code == 1 and "scale" in result.output and not (tmp_path / "c").exists()
@@ -300,6 +301,18 @@ def test_real_minutes_in_the_scale_set_the_share_of_real_speech():
     assert load_config("demo", ["corpus.scale=demo:real12"]).corpus.scale == "demo:real12"
     with pytest.raises(UserError, match="corpus.scale"):
         load_config("demo", ["corpus.scale=demo:more"])
+
+
+def test_real_only_scale_drops_the_synthetic_unit_speakers_and_nothing_else():
+    """``demo:realonly30``: train/unit without its synthetic speakers; every other split keeps the
+    same utterance ids and sentences as ``demo:real30``."""
+    mixed, only = scale_from("demo:real30"), scale_from("demo:realonly30")
+    assert only.name == "demo:realonly30" and scale_from(only.name) == only
+    assert only.real_unit_seconds == mixed.real_unit_seconds and not only.synthetic_units
+    a, b = make_plan(mixed), make_plan(only)
+    assert [j for j in a.jobs if j.split != "train/unit"] == [j for j in b.jobs if j.split != "train/unit"]
+    assert any(j.split == "train/unit" for j in a.jobs) and not any(j.split == "train/unit" for j in b.jobs)
+    assert a.synthesis == b.synthesis
 
 
 def test_help_explains_every_option():

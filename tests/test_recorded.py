@@ -325,3 +325,37 @@ def test_small_mixed_corpus_has_real_speakers_only_where_planned(tmp_path):
             segs = ds.alignment(utt)
             assert segs[0].onset == 0 and segs[-1].offset == pytest.approx(utt.duration(), abs=1e-6)
             assert {s.phone for s in segs} <= set(PHONES)
+
+
+def _shipped() -> tuple[uqm.VoicePack, dict[str, dict]]:
+    pack, versions = recorded.voice_pack()
+    return pack, recorded.shipped_records(recorded.cache_key(versions))
+
+
+def test_shipped_alignments_are_what_the_aligner_gives_on_this_machine():
+    pack, shipped = _shipped()
+    # made under the key of the pinned pocketsphinx and the archive's .debs: a first build aligns nothing
+    assert len(shipped) >= 600
+    clips = {c.name: c for c in pack.clips()[0]}
+    short = [n for n in sorted(shipped) if shipped[n]["seconds"] < 3.0]     # cheap to align again
+    names = short[::len(short) // 3][:3]
+    assert len(names) == 3
+    for name in names:
+        assert recorded.align_clip((str(pack.root), clips[name])) == shipped[name], name
+
+
+def test_shipped_alignments_hold_no_reserved_clip_and_spare_the_aligner(monkeypatch):
+    pack, shipped = _shipped()
+    clips = {c.name: c for c in pack.clips()[0]}
+    assert set(shipped) <= set(clips)                 # the catalogue already leaves reserved actors out
+    assert not any(uqm.is_reserved(clips[n].race, clips[n].actor, n) for n in shipped)
+    found = recorded.aligned(jobs=1)
+
+    def no_aligning(*args, **kwargs):
+        raise AssertionError("a shipped clip was aligned again")
+
+    monkeypatch.setattr(recorded, "parallel_map", no_aligning)
+    wanted = [clips[n] for n in sorted(shipped)[:40]]
+    found.ensure(wanted)
+    assert all(found.record(c) == shipped[c.name] for c in wanted)
+    assert recorded.shipped_records("another key") == {}           # another package or aligner: align

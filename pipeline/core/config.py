@@ -73,38 +73,41 @@ _SCALE_BASE = re.compile(r"tiny|demo|[1-9][0-9]*")
 MAX_REAL_MINUTES = 600.0
 
 
-def split_scale(value) -> tuple[str, float | None]:
-    """A corpus scale's text as (base, minutes of each real unit actor or None): "demo:real12" ->
-    ("demo", 12.0), "3" -> ("3", None). The one reader of the ":realM" suffix (the config checks
-    it here, ``pipeline.corpus.plan.scale_from`` builds the scale from it); a ``UserError`` for a
-    suffix after tiny or minutes outside (0, MAX_REAL_MINUTES]."""
+def split_scale(value) -> tuple[str, float | None, bool]:
+    """A corpus scale's text as (base, minutes of each real unit actor or None, real only):
+    "demo:real12" -> ("demo", 12.0, False), "demo:realonly30" -> ("demo", 30.0, True) (no
+    synthetic speaker in train/unit), "3" -> ("3", None, False). The one reader of the suffix (the
+    config checks it here, ``pipeline.corpus.plan.scale_from`` builds the scale from it); a
+    ``UserError`` for a suffix after tiny or minutes outside (0, MAX_REAL_MINUTES]."""
     base, sep, real = str(value).partition(":real")
     if not sep:
-        return base, None
+        return base, None, False
+    only = real.startswith("only")
     try:
-        minutes = float(real)
+        minutes = float(real[4:] if only else real)
     except ValueError:
         minutes = math.nan
     if base == "tiny" or not 0 < minutes <= MAX_REAL_MINUTES:     # NaN fails the comparison too
-        raise UserError(f"corpus scale {value!r}: ':realM' needs demo or N before it and minutes in "
-                        f"(0, {MAX_REAL_MINUTES:g}]")
-    return base, minutes
+        raise UserError(f"corpus scale {value!r}: ':realM' or ':realonlyM' needs demo or N before it and "
+                        f"minutes in (0, {MAX_REAL_MINUTES:g}]")
+    return base, minutes, only
 
 
 @dataclass(frozen=True)
 class Corpus(Section):
     # demo corpus size: tiny, demo or N x demo; "demo:real12" (or "N:realM"): M minutes of each
-    # real unit actor instead of 4 (pipeline.corpus.plan.scale_from reads it)
+    # real unit actor instead of 4; "demo:realonly30": the same without synthetic unit speakers
+    # (pipeline.corpus.plan.scale_from reads it)
     scale: str | int = key(ge=1, le=MAX_SCALE)
 
     def check(self, where):
         if isinstance(self.scale, str):
             try:
-                base, _ = split_scale(self.scale)
+                base = split_scale(self.scale)[0]
             except UserError:
                 base = ""
             if not _SCALE_BASE.fullmatch(base):
-                raise _bad(f"{where}.scale", self.scale, "tiny, demo, a positive integer N, or demo/N followed by :realM")
+                raise _bad(f"{where}.scale", self.scale, "tiny, demo, a positive integer N, or demo/N followed by :realM or :realonlyM")
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,6 @@ class VQVAEModel(Section):
     cpc_steps: int = key(ge=0, le=MAX_FRAMES)     # contrastive coding of the bottom codes (0 = no CPC module)
     cpc_negatives: int = key(ge=1, le=MAX_WIDTH)
     cpc_context: int = key(ge=1, le=MAX_WIDTH)
-    adversary_hidden: int = key(ge=0, le=MAX_WIDTH)  # gradient-reversal speaker classifier (0 = none)
     classifier_hidden: int = key(ge=0, le=MAX_WIDTH)  # log-mel speaker classifier for the self-cycle (0 = none)
     decoder_blocks: int = key(ge=0, le=MAX_GEOMETRIC)  # dilated residual blocks of the decoder (0 = res_blocks plain ones)
 
@@ -128,7 +130,6 @@ class VQVAEModel(Section):
 class VQVAELoss(Section):
     """Weights of the unit systems' objectives beside the L1 reconstruction (weight 1)."""
     cpc: float = key(ge=0)                        # InfoNCE on the bottom (VQMIVC: content) codes
-    adversary: float = key(ge=0)                  # the reversed speaker-classifier loss
     cycle_codes: float = key(ge=0)                # self-cycle: converted mel re-encodes to the source's codes
     cycle_recon: float = key(ge=0)                # self-cycle: converting back gives the source mel
     cycle_speaker: float = key(ge=0)              # self-cycle: the converted mel sounds like the target voice
@@ -169,8 +170,6 @@ class VQVAE(Section):
     def check(self, where):
         if self.loss.cpc > 0 and self.model.cpc_steps == 0:
             raise _bad(f"{where}.model.cpc_steps", 0, "at least 1 when vqvae.loss.cpc > 0")
-        if self.loss.adversary > 0 and self.model.adversary_hidden == 0:
-            raise _bad(f"{where}.model.adversary_hidden", 0, "at least 1 when vqvae.loss.adversary > 0")
         if self.loss.cycle_speaker > 0 and self.model.classifier_hidden == 0:
             raise _bad(f"{where}.model.classifier_hidden", 0, "at least 1 when vqvae.loss.cycle_speaker > 0")
         if self.model.cpc_steps and self.train.segment_frames // 2 <= self.model.cpc_steps:

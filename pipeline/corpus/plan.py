@@ -82,6 +82,9 @@ class Scale:
     real_test_utts: int = 0
     real_synthesis_per_speaker: int = 0
     real_max_excerpts: int = 0
+    # False (":realonlyM"): train/unit holds only the real actors; the synthetic unit speakers'
+    # sentences are still drawn, so every other split gets the same sentences as with them
+    synthetic_units: bool = True
 
     @property
     def has_real(self) -> bool:
@@ -92,14 +95,14 @@ def scale_from(value) -> Scale:
     """``tiny``, ``demo`` (= 1) or a positive integer N (N times the demo's utterances), with
     ``:realM`` after ``demo`` or N for M minutes of each real unit actor instead of the scale's
     (the share of real speech in training: ``demo:real12``; an actor with fewer minutes gives all
-    he has). ``tiny`` has no recorded speech: the test suite's corpus needs no download."""
+    he has), or ``:realonlyM`` for the same with no synthetic speaker in train/unit. ``tiny`` has no recorded speech: the test suite's corpus needs no download."""
     if isinstance(value, Scale):
         return value
     text = str(value).strip().lower()
-    base, minutes = split_scale(text)
+    base, minutes, only = split_scale(text)
     if minutes is not None:
-        return dataclasses.replace(scale_from(base), name=f"{scale_from(base).name}:real{minutes:g}",
-                                   real_unit_seconds=60.0 * minutes)
+        return dataclasses.replace(scale_from(base), name=f"{scale_from(base).name}:real{'only' if only else ''}{minutes:g}",
+                                   real_unit_seconds=60.0 * minutes, synthetic_units=not only)
     units, tests = _unit_speakers(), _test_speakers()
     if text == "tiny":
         return Scale("tiny", ("S001", "S007", "S013", "S019"), 3, 4, ("S001",), 2,
@@ -172,7 +175,9 @@ def make_plan(scale_value) -> Plan:
     train = SentenceCursor("train", scale.max_words)
     for spk in scale.unit_speakers:
         for text in train.take(scale.unit_utts):
-            plan.jobs.append(Job("train/unit", f"{spk}_{plan.new_id()}", text))
+            utt_id = f"{spk}_{plan.new_id()}"
+            if scale.synthetic_units:
+                plan.jobs.append(Job("train/unit", utt_id, text))
     for voice in TARGET_VOICES:
         for text in train.take(scale.voice_utts):
             plan.jobs.append(Job("train/voice", f"{voice}_{plan.new_id()}", text))

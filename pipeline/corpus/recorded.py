@@ -4,7 +4,11 @@
 and unpacks the two game archives next to them. ``aligned()`` forced-aligns clips
 (``pipeline.corpus.align``) and caches each clip's usable utterances under
 ``<cache>/uqm/aligned-<key>/``, where the key covers the .deb versions, ``ALIGN_VERSION`` and the
-aligner's version: a corpus rebuild reads the cache and never re-aligns. Clips are aligned on
+aligner's version: a corpus rebuild reads the cache and never re-aligns. The repository ships the
+records of every clip the demo scales use (``SHIPPED``, written by ``scripts/ship_alignments.py``
+from this aligner's output) under the same key, so that a first build on a new machine aligns
+nothing that pocketsphinx would align the same way; under another key (an upgraded package, a
+new ``ALIGN_VERSION``) the table is ignored and every clip is aligned here. Clips are aligned on
 demand, actor by actor in a fixed order (md5 of the clip name) until the requested minutes are
 reached, so a corpus that needs a few minutes per actor aligns only those clips, and which
 utterances it gets never depends on what else the cache holds. ``extract()`` writes the chosen
@@ -37,6 +41,7 @@ PACKAGES = ("uqm-voice", "uqm-content")
 ALIGN_VERSION = 1            # bump whenever the alignment or the cutting rules change
 PEAK = 10 ** (-3 / 20)       # -3 dBFS, as ``sox norm -3`` does for the synthetic speakers
 BATCH = 16                   # clips aligned per round while filling an actor's minutes
+SHIPPED = Path(__file__).with_name("uqm_alignments.json.xz")   # {"key": cache_key, "records": {clip: record}}
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,17 @@ def cache_key(versions: str) -> str:
     return fingerprint("uqm-aligned", versions, ALIGN_VERSION, getattr(pocketsphinx, "__version__", "5"))
 
 
+@lru_cache(maxsize=2)
+def shipped_records(key: str, path: Path = SHIPPED) -> dict[str, dict]:
+    """The shipped alignment records when they were made under ``key``, else none."""
+    import lzma
+    try:
+        table = json.loads(lzma.decompress(path.read_bytes()))
+    except (OSError, ValueError, lzma.LZMAError):
+        return {}
+    return table["records"] if table.get("key") == key else {}
+
+
 # ---------------------------------------------------------------------------------- alignment
 def align_clip(task: tuple[str, uqm.Clip]) -> dict:
     """Worker: align one clip and cut it; a JSON-able record (``cuts`` empty when unusable)."""
@@ -130,10 +146,11 @@ def align_clip(task: tuple[str, uqm.Clip]) -> dict:
 class Aligned:
     """Per-clip alignment cache of one voice pack version."""
 
-    def __init__(self, pack: uqm.VoicePack, versions: str, jobs: int = 2):
+    def __init__(self, pack: uqm.VoicePack, versions: str, jobs: int = 2, shipped: bool = True):
         self.pack, self.jobs, self.versions = pack, jobs, versions
         self.root = str(pack.root)
         self.folder = cache_root() / "uqm" / f"aligned-{cache_key(versions)}"
+        self.shipped = shipped_records(cache_key(versions)) if shipped else {}
         self.clips, self.excluded = pack.clips()
         self._records: dict[str, dict] = {}
         self.align_seconds = 0.0
@@ -148,11 +165,14 @@ class Aligned:
         return self.folder / f"{clip.name}.json"
 
     def ensure(self, clips: list[uqm.Clip]) -> None:
-        """Align the clips that the cache lacks (in parallel, ``jobs`` processes)."""
+        """Align the clips that neither the shipped table nor the cache holds (in parallel, ``jobs`` processes)."""
         import time
         todo = []
         for clip in clips:
             if clip.name in self._records:
+                continue
+            if clip.name in self.shipped:
+                self._records[clip.name] = self.shipped[clip.name]
                 continue
             try:
                 self._records[clip.name] = json.loads(self._path(clip).read_text())
@@ -181,6 +201,10 @@ class Aligned:
         self.ensure([clip])
         return self._records[clip.name]
 
+    def records_so_far(self) -> dict[str, dict]:
+        """clip name -> record of every clip read or aligned so far (what a build used)."""
+        return dict(self._records)
+
     def take(self, actor: str, seconds: float = 0.0, count: int = 0) -> list[Utterance]:
         """The actor's first utterances in the fixed clip order, until ``seconds`` of audio or
         ``count`` utterances are reached (whichever is asked); aligns only what it needs."""
@@ -198,9 +222,10 @@ class Aligned:
         return out
 
 
-def aligned(jobs: int = 2, stats: dict | None = None) -> Aligned:
+def aligned(jobs: int = 2, stats: dict | None = None, shipped: bool = True) -> Aligned:
+    """The voice pack's alignments; ``shipped=False`` ignores the shipped table (aligns or reads the cache)."""
     pack, versions = voice_pack(stats)
-    return Aligned(pack, versions, jobs)
+    return Aligned(pack, versions, jobs, shipped)
 
 
 # ---------------------------------------------------------------------------------- extraction

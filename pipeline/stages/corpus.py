@@ -15,8 +15,9 @@ from pipeline.stages.options import config_option, training_config
 @click.option("--scale", default=None,
               help="tiny (a few seconds, for tests), demo (44 speakers, about 63 min of sentences plus 3000 "
                    "ABX excerpts) or an integer N (N times the demo's utterances per speaker). "
-                   "Add :realM after demo or N for M minutes of each real unit actor (demo:real12; the "
-                   "default is 4). Default: corpus.scale of the config.")
+                   "Add :realM after demo or N for M minutes of each real unit actor (demo:real12; without "
+                   "it 4), or :realonlyM for the same with no synthetic speaker in train/unit "
+                   "(demo:realonly30). Default: corpus.scale of the config.")
 @config_option("demo")
 @click.option("--jobs", type=click.IntRange(1), default=2, show_default=True,
               help="Parallel synthesis processes (the output is identical for any value).")

@@ -149,7 +149,7 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
                          optimizers={"adam": optimizer}, meta=meta, seed=seed,
                          total_steps=tcfg.steps, checkpoint_every=tcfg.checkpoint_every,
                          log_every=tcfg.log_every, validate_every=tcfg.checkpoint_every,
-                         plot_groups=[["loss", "recon"], ["cpc", "adv"], ["cpc_acc", "adv_acc"],
+                         plot_groups=[["loss", "recon"], ["cpc"], ["cpc_acc"],
                                       ["cycle_codes", "cycle_recon", "cycle_speaker", "classifier"],
                                       ["ppl_b", "ppl_t"], ["used_b", "used_t"]], governor=governor,
                          batch_size=tcfg.batch_size, batch_key="vqvae.train.batch_size")
@@ -211,16 +211,13 @@ def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch, co
 
 def unit_objective(out, weights) -> tuple[torch.Tensor, dict]:
     """The VQ-VAE-2's own loss from one forward pass (``VQVAE2Output``): reconstruction (weight 1),
-    commitment, weighted contrastive coding and speaker adversary, with their metrics. Used by its
+    commitment and weighted contrastive coding, with their metrics. Used by its
     own training and by the vocoder's methods 2 and 3, which train it beside the vocoder."""
     loss = out.recon_loss.float() + out.commit_loss
     metrics = {"recon": out.recon_loss.item(), "commit": out.commit_loss.item()}
     if out.cpc is not None:
         loss = loss + weights.cpc * out.cpc.loss.float()
         metrics.update(cpc=out.cpc.loss.item(), cpc_acc=out.cpc.accuracy.item())
-    if out.adversary is not None:
-        loss = loss + weights.adversary * out.adversary[0].float()
-        metrics.update(adv=out.adversary[0].item(), adv_acc=out.adversary[1].item())
     return loss, metrics
 
 
