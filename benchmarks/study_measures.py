@@ -197,65 +197,69 @@ def measure_conversion(study: Study, variant: str, seed: int, data: Data) -> dic
 
 
 # ============================================================================ per kind of speaker
-def _speaker_groups(task: LanguageTask, data: Data) -> dict[str, set[str]]:
+def _require_speaker_groups(task: LanguageTask, data: Data) -> None:
+    """Refuse a corpus without recorded speakers: the per-kind measures have nothing to split."""
     if not task.speaker_groups:
         raise SystemExit(f"{data.dataset}: its manifest lists no recorded speakers (build it with --speech mixed)")
-    return task.speaker_groups
+
+
+def _abx_by_kind(task: LanguageTask, units: dict, feature: str, mfcc: dict[str, float], prefix: str) -> dict:
+    """ABX (cosine) of one unit ``feature`` over each kind's own triplets, and as a multiple of
+    the MFCC baseline's on the same triplets: ``{prefix}_{kind}`` and ``{prefix}_{kind}_x_mfcc``."""
+    result = abxlib.abx(task.task, task.item_arrays({s: u[feature] for s, u in units.items()}), "cosine",
+                        task.speaker_groups)
+    out = {}
+    for kind in task.speaker_groups:
+        error, base = result.by_group.get(kind), mfcc.get(kind)
+        out[f"{prefix}_{kind}"] = error
+        out[f"{prefix}_{kind}_x_mfcc"] = error / base if error is not None and base else None
+    return out
+
+
+def _per_kind_columns(specs: tuple[tuple[str, str, int], ...]) -> list[Column]:
+    """(key with {kind}, label, digits) for each kind of speaker, then the bitrate and the training time."""
+    return [Column(key.format(kind=kind), f"{label}, {kind}", digits) for kind in ("real", "synthetic")
+            for key, label, digits in specs] + [Column("bitrate", "bits/s", 0), Column("train_minutes", "train min", 1)]
 
 
 def measure_units_by_kind(study: Study, variant: str, seed: int, data: Data) -> dict:
     """ABX of the bottom codes and of the pre-quantization vectors over each kind of test speaker."""
     task = LanguageTask(Dataset(data.dataset), "excerpt", None)
-    groups = _speaker_groups(task, data)
+    _require_speaker_groups(task, data)
     checkpoint, minutes = train_units(study, variant, seed, data)
     units = encode_test_units(checkpoint, task, data)
     _, mfcc = mfcc_abx_by_kind(study, task, data)
-    out = {"train_minutes": minutes, "bitrate": units_bitrate(units, task)}
-    for feature in ("codes", "prequant"):
-        result = abxlib.abx(task.task, task.item_arrays({s: u[feature] for s, u in units.items()}), "cosine", groups)
-        for kind in groups:
-            error, base = result.by_group.get(kind), mfcc.get(kind)
-            name = f"abx_{kind}" if feature == "codes" else f"abx_prequant_{kind}"
-            out[name] = error
-            out[f"{name}_x_mfcc"] = error / base if error is not None and base else None
-    return out
+    return {"train_minutes": minutes, "bitrate": units_bitrate(units, task),
+            **_abx_by_kind(task, units, "codes", mfcc, "abx"), **_abx_by_kind(task, units, "prequant", mfcc, "abx_prequant")}
 
 
-UNITS_BY_KIND_COLUMNS = [Column(key.format(kind=kind), f"{label}, {kind}", digits) for kind in ("real", "synthetic")
-                         for key, label, digits in (("abx_{kind}", "ABX units %", 2), ("abx_{kind}_x_mfcc", "x MFCC", 2),
-                                                    ("abx_prequant_{kind}", "ABX pre-quant. %", 2),
-                                                    ("abx_prequant_{kind}_x_mfcc", "pre-quant. x MFCC", 2))] + [
-    Column("bitrate", "bits/s", 0), Column("train_minutes", "train min", 1)]
+UNITS_BY_KIND_COLUMNS = _per_kind_columns((("abx_{kind}", "ABX units %", 2), ("abx_{kind}_x_mfcc", "x MFCC", 2),
+                                           ("abx_prequant_{kind}", "ABX pre-quant. %", 2),
+                                           ("abx_prequant_{kind}_x_mfcc", "pre-quant. x MFCC", 2)))
 
 
 def measure_by_kind(study: Study, variant: str, seed: int, data: Data) -> dict:
     """Units and conversion measured apart on the real and the synthetic test speakers of a demo
     corpus with recorded speech: what issue 28's goals are stated in."""
     task = LanguageTask(Dataset(data.dataset), "excerpt", None)
-    _speaker_groups(task, data)
+    _require_speaker_groups(task, data)
     # every synthesis line: the recorded speakers' lines come last in the demo corpus
     speech, checkpoint, _ = convert_lines(study, variant, seed, dataclasses.replace(data, lines=0),
                                           task.speaker_groups)
     units = encode_test_units(checkpoint, task, data)
-    codes = abxlib.abx(task.task, task.item_arrays({s: u["codes"] for s, u in units.items()}), "cosine",
-                       task.speaker_groups)
     _, mfcc = mfcc_abx_by_kind(study, task, data)
-    out = {"train_minutes": speech["train_minutes"], "bitrate": units_bitrate(units, task)}
+    out = {"train_minutes": speech["train_minutes"], "bitrate": units_bitrate(units, task),
+           **_abx_by_kind(task, units, "codes", mfcc, "abx")}
     for kind in task.speaker_groups:
-        error, base = codes.by_group.get(kind), mfcc.get(kind)
         summary = speech.get("by_speaker_kind", {}).get(kind, {}).get("summary", {})
-        out.update({f"abx_{kind}": error, f"abx_{kind}_x_mfcc": error / base if error is not None and base else None,
-                    f"closer_{kind}": summary.get("share_closer_to_target"), f"cer_ratio_{kind}": summary.get("cer_ratio"),
+        out.update({f"closer_{kind}": summary.get("share_closer_to_target"), f"cer_ratio_{kind}": summary.get("cer_ratio"),
                     f"dnsmos_{kind}": summary.get("dnsmos_converted"), f"dnsmos_source_{kind}": summary.get("dnsmos_source")})
     return out
 
 
-BY_KIND_COLUMNS = [Column(key.format(kind=kind), f"{label}, {kind}", digits) for kind in ("real", "synthetic")
-                   for key, label, digits in (("abx_{kind}", "ABX units %", 2), ("abx_{kind}_x_mfcc", "x MFCC", 2),
-                                              ("closer_{kind}", "closer", 2), ("cer_ratio_{kind}", "CER x sources'", 2),
-                                              ("dnsmos_{kind}", "DNSMOS", 2),
-                                              ("dnsmos_source_{kind}", "DNSMOS of sources", 2))] + [
-    Column("bitrate", "bits/s", 0), Column("train_minutes", "train min", 1)]
+BY_KIND_COLUMNS = _per_kind_columns((("abx_{kind}", "ABX units %", 2), ("abx_{kind}_x_mfcc", "x MFCC", 2),
+                                     ("closer_{kind}", "closer", 2), ("cer_ratio_{kind}", "CER x sources'", 2),
+                                     ("dnsmos_{kind}", "DNSMOS", 2), ("dnsmos_source_{kind}", "DNSMOS of sources", 2)))
 
 
 CONVERSION_COLUMNS = [Column("share_closer_to_target", "closer to target", 2),

@@ -95,7 +95,8 @@ def scale_from(value) -> Scale:
     """``tiny``, ``demo`` (= 1) or a positive integer N (N times the demo's utterances), with
     ``:realM`` after ``demo`` or N for M minutes of each real unit actor instead of the scale's
     (the share of real speech in training: ``demo:real12``; an actor with fewer minutes gives all
-    he has), or ``:realonlyM`` for the same with no synthetic speaker in train/unit. ``tiny`` has no recorded speech: the test suite's corpus needs no download."""
+    he has), or ``:realonlyM`` for the same with no synthetic speaker in train/unit. ``tiny`` has
+    no recorded speech: the test suite's corpus needs no download."""
     if isinstance(value, Scale):
         return value
     text = str(value).strip().lower()
