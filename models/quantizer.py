@@ -1,8 +1,6 @@
 """Vector quantizer with an exponential-moving-average codebook (van den Oord et al. 2017,
 Razavi et al. 2019), plus the two things small corpora need: codebook initialisation from the
-first batch of encoder outputs and restarts of dead codes from random encoder outputs; and a
-refit: the codebook replaced by the k-means centroids of the encoder's outputs (``kmeans``),
-then kept fixed (``frozen``) while the rest of the model adapts to it.
+first batch of encoder outputs and restarts of dead codes from random encoder outputs.
 
 Pure tensors: no I/O, no devices. Inputs are channels-first ``(batch, dim, time)`` like the
 convolutions around it. The codebook receives no gradient (EMA updates it in training mode);
@@ -48,9 +46,6 @@ class VectorQuantizer(nn.Module):
         self.decay, self.commitment, self.eps = float(decay), float(commitment), float(eps)
         self.restart_every, self.restart_min_hits = int(restart_every), int(restart_min_hits)
         self.init_from_data = bool(init_from_data)
-        # True after a refit (``refit``): training forwards then leave the codebook as it is. Not
-        # stored: the trainer sets it from the step on every step, so a resumed run sets it again.
-        self.frozen = False
         embed = torch.empty(self.num_codes, self.dim).uniform_(-1.0 / self.num_codes, 1.0 / self.num_codes)
         self.register_buffer("embed", embed)
         # cluster_size starts at 1 with embed_avg = embed, so an unused code keeps its vector
@@ -82,13 +77,12 @@ class VectorQuantizer(nn.Module):
         if d != self.dim:
             raise ValueError(f"quantizer expects {self.dim} channels, got {d}")
         flat = z.permute(0, 2, 1).reshape(-1, d)
-        updating = self.training and not self.frozen
-        if updating:
+        if self.training:
             self._maybe_initialise(flat.detach())
         ids = self.nearest(flat.detach())
         onehot = F.one_hot(ids, self.num_codes).type(flat.dtype)
         counts = onehot.sum(0)
-        if updating:
+        if self.training:
             counts = self._ema_update(flat.detach(), counts, onehot)   # every rank's batch
         quant = self.lookup(ids)
         loss = self.commitment * F.mse_loss(flat, quant.detach())
@@ -122,18 +116,6 @@ class VectorQuantizer(nn.Module):
         return counts
 
     @torch.no_grad()
-    def refit(self, flat: torch.Tensor, iterations: int, generator: torch.Generator | None = None) -> None:
-        """Replace the codebook by the k-means centroids of encoder outputs ``flat`` (N, D), with
-        EMA statistics that agree with them (every rank adopts rank 0's centroids)."""
-        centroids, counts = kmeans(flat, self.num_codes, iterations, generator)
-        centroids = broadcast_(centroids.contiguous())
-        counts = broadcast_(counts.contiguous()).clamp_min(1.0)
-        self.embed.copy_(centroids)
-        self.cluster_size.copy_(counts)
-        self.embed_avg.copy_(centroids * counts[:, None])
-        self.hits.zero_()
-
-    @torch.no_grad()
     def restart_dead_codes(self, flat: torch.Tensor) -> int:
         """Move codes hit fewer than ``restart_min_hits`` times since the last check onto random
         rows of ``flat`` (N, D); reset the hit counters. Returns the number restarted."""
@@ -158,47 +140,6 @@ class VectorQuantizer(nn.Module):
         self.embed[which] = new
         self.embed_avg[which] = new
         self.cluster_size[which] = 1.0
-
-
-@torch.no_grad()
-def kmeans(flat: torch.Tensor, k: int, iterations: int, generator: torch.Generator | None = None,
-           chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lloyd's k-means of (N, D) vectors with k-means++ seeding -> ((k, D) centroids, (k,) counts).
-    A centroid left without vectors moves onto the vector farthest from its own centroid."""
-    n = flat.shape[0]
-    if n < k:
-        raise ValueError(f"k-means into {k} codes needs at least {k} vectors, got {n}")
-    flat = flat.float()
-    sq = flat.pow(2).sum(1)
-
-    def nearest(centroids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        ids, dist = [], []
-        csq = centroids.pow(2).sum(1)
-        for part, psq in zip(flat.split(chunk), sq.split(chunk)):
-            d = (psq[:, None] - 2.0 * part @ centroids.t() + csq[None, :]).clamp_min(0)
-            best = d.min(1)
-            ids.append(best.indices)
-            dist.append(best.values)
-        return torch.cat(ids), torch.cat(dist)
-
-    # k-means++: each new seed drawn with probability proportional to its squared distance
-    centroids = flat[torch.randint(0, n, (1,), generator=generator)]
-    closest = (sq - 2.0 * flat @ centroids[0] + centroids[0].pow(2).sum()).clamp_min(0)
-    for _ in range(1, k):
-        pick = torch.multinomial(closest + 1e-12, 1, generator=generator)
-        centroids = torch.cat([centroids, flat[pick]])
-        closest = torch.minimum(closest, (sq - 2.0 * flat @ flat[pick][0] + sq[pick]).clamp_min(0))
-    for _ in range(iterations):
-        ids, dist = nearest(centroids)
-        counts = torch.bincount(ids, minlength=k).float()
-        sums = torch.zeros_like(centroids).index_add_(0, ids, flat)
-        empty = counts == 0
-        centroids = torch.where(empty[:, None], centroids, sums / counts.clamp_min(1)[:, None])
-        if empty.any():
-            far = dist.topk(int(empty.sum())).indices
-            centroids[empty] = flat[far]
-    ids, _ = nearest(centroids)
-    return centroids, torch.bincount(ids, minlength=k).float()
 
 
 def code_perplexity(counts: torch.Tensor) -> torch.Tensor:

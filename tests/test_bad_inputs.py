@@ -108,7 +108,6 @@ def evaluate_args(submission_path: Path, dataset: Path, out: Path) -> list:
     ("vqvae.train.log_every=0", "vqvae.train.log_every"),
     ("vqvae.model.channels=0", "vqvae.model.channels"),
     ("vqvae.train.segment_frames=2", "vqvae.train.segment_frames"),
-    ("vqvae.quantizer.refit_steps=200", "vqvae.quantizer.refit_steps"),     # tiny trains 200 steps
     ("melgan.generator.ratios=[5", "melgan.generator.ratios"),
     ("vqvae.train=1", "is a section"),
     ("runtime.device=tpu", "runtime.device"),

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from models.quantizer import VectorQuantizer, kmeans
+from models.quantizer import VectorQuantizer
 from models.augment import warp_frequency
 from models.vqvae2 import TRACT_STEP, VQVAE2, VQVAE2Config, tract_factors
 from pipeline.core.checkpoint import load_checkpoint
@@ -64,40 +64,6 @@ def test_ema_update_moves_codes_toward_their_inputs():
     assert after < 0.8 * before
     unused = torch.tensor([[5.0, 5.0], [-5.0, 5.0], [5.0, -5.0]])
     assert torch.allclose(q.embed[1:], unused, atol=1e-3)  # unused codes stay (up to Laplace smoothing)
-
-
-def _blobs(sizes=(300, 200, 100, 50), spread=0.05, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    means = torch.tensor([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0], [4.0, 4.0]])
-    flat = torch.cat([m + spread * torch.randn(n, 2, generator=g) for m, n in zip(means, sizes)])
-    return flat, means
-
-
-def test_kmeans_finds_separated_clusters_and_their_sizes():
-    flat, means = _blobs()
-    centroids, counts = kmeans(flat, 4, 10, torch.Generator().manual_seed(1))
-    order = [int(((centroids - m) ** 2).sum(1).argmin()) for m in means]
-    assert sorted(order) == [0, 1, 2, 3]
-    assert torch.allclose(centroids[order], means, atol=0.02)
-    assert counts[order].tolist() == [300, 200, 100, 50]
-    with pytest.raises(ValueError, match="at least 8 vectors"):
-        kmeans(flat[:5], 8, 3)
-
-
-def test_refit_codebook_stays_fixed_while_frozen():
-    flat, means = _blobs()
-    q = VectorQuantizer(4, 2, decay=0.5, restart_every=1).train()
-    q(torch.randn(1, 2, 40))                                  # initialised on other data
-    q.refit(flat, 10, torch.Generator().manual_seed(0))
-    refitted = q.embed.clone()
-    assert all(bool((((refitted - m) ** 2).sum(1) < 1e-3).any()) for m in means)
-    q.frozen = True
-    out = q(3.0 * torch.randn(2, 2, 50))                       # far from every code: an EMA would move them
-    assert torch.equal(q.embed, refitted)
-    assert torch.equal(out.quantized.detach(), q.lookup(out.ids).permute(0, 2, 1))
-    q.frozen = False
-    q(3.0 * torch.randn(2, 2, 50))
-    assert not torch.equal(q.embed, refitted)
 
 
 def test_eval_mode_leaves_the_codebook_alone():
@@ -289,15 +255,12 @@ def test_missing_features_is_one_clear_error(tmp_path, tiny_config):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("refit_steps", [0, 10])
-def test_resume_after_a_kill_replays_the_uninterrupted_run(refit_steps, tiny_features, tiny_config, tmp_path,
-                                                          monkeypatch):
+def test_resume_after_a_kill_replays_the_uninterrupted_run(tiny_features, tiny_config, tmp_path, monkeypatch):
     from pipeline.core import training
     from pipeline.train.vqvae import train
-    # restart_every 7 puts a dead-code restart on each side of the interruption at step 10; with
-    # refit_steps 10 the resumed run's first step is the codebook refit.
+    # restart_every 7 puts a dead-code restart on each side of the interruption at step 10.
     config = tiny_config.replace(["vqvae.train.steps=20", "vqvae.train.checkpoint_every=10",
-                                  "vqvae.quantizer.restart_every=7", f"vqvae.quantizer.refit_steps={refit_steps}"])
+                                  "vqvae.quantizer.restart_every=7"])
     straight = train(tiny_features, tmp_path / "straight", config, progress=False)
 
     real_save = training.TrainLoop.save
@@ -318,7 +281,3 @@ def test_resume_after_a_kill_replays_the_uninterrupted_run(refit_steps, tiny_fea
     for name, tensor in a["models"]["vqvae"].items():
         assert torch.equal(tensor, b["models"]["vqvae"][name]), name
     assert [r["recon"] for r in a["history"]] == [r["recon"] for r in b["history"]]
-    # after a refit the codebook's counts are k-means cluster sizes, whole numbers that no EMA
-    # step has touched since; an EMA codebook's are fractions
-    sizes = a["models"]["vqvae"]["quant_bottom.cluster_size"]
-    assert bool((sizes == sizes.round()).all()) == bool(refit_steps)

@@ -145,9 +145,6 @@ class Quantizer(Section):
     decay: float = key(ge=0, lt=1)
     commitment: float = key(ge=0)
     restart_every: int = key(ge=0, le=MAX_STEPS)
-    # VQ-VAE-2 only (VQMIVC keeps its EMA codebook): the last this many training steps run with the
-    # bottom codebook refitted by k-means on the encoder's outputs and then fixed (0 = no refit)
-    refit_steps: int = key(ge=0, le=MAX_STEPS, added=0)
 
 
 @dataclass(frozen=True)
@@ -175,9 +172,6 @@ class VQVAE(Section):
             raise _bad(f"{where}.model.cpc_steps", 0, "at least 1 when vqvae.loss.cpc > 0")
         if self.loss.cycle_speaker > 0 and self.model.classifier_hidden == 0:
             raise _bad(f"{where}.model.classifier_hidden", 0, "at least 1 when vqvae.loss.cycle_speaker > 0")
-        if self.quantizer.refit_steps >= self.train.steps:
-            raise _bad(f"{where}.quantizer.refit_steps", self.quantizer.refit_steps,
-                       f"fewer than vqvae.train.steps ({self.train.steps})")
         if self.model.cpc_steps and self.train.segment_frames // 2 <= self.model.cpc_steps:
             raise _bad(f"{where}.train.segment_frames", self.train.segment_frames,
                        f"more than 2 x vqvae.model.cpc_steps ({self.model.cpc_steps}) frames")

@@ -149,9 +149,7 @@ def mi_pairs(out: VQMIVCOutput, pitch: torch.Tensor) -> dict[str, tuple[torch.Te
 
 
 def run_fingerprint(config: Config, data_fingerprints: list[str]) -> str:
-    # the refit is the VQ-VAE-2's own: VQMIVC keeps its EMA codebook whatever refit_steps says
-    quantizer = {k: v for k, v in config.vqvae.quantizer.to_dict().items() if k != "refit_steps"}
-    return fingerprint(KIND, config.vqmivc, fingerprinted_schedule(config), quantizer,
+    return fingerprint(KIND, config.vqmivc, fingerprinted_schedule(config), config.vqvae.quantizer,
                        config.vqvae.loss.cpc, list(config.vqvae.languages), feature_spec(config), config.seed, data_fingerprints)
 
 

@@ -39,11 +39,6 @@ _NOT_FINGERPRINTED = ("checkpoint_every", "log_every")
 LR_MILESTONES = (0.6, 0.8)      # fractions of the steps where the rate is multiplied by LR_GAMMA
 LR_GAMMA = 0.5
 GRAD_CLIP = 5.0                 # maximum global gradient norm
-# The bottom codebook's refit (vqvae.quantizer.refit_steps): k-means of the encoder's outputs on
-# this many training utterances (whole utterances, about 100,000 vectors on the demo corpus),
-# Lloyd iterations from k-means++ seeds.
-REFIT_UTTERANCES = 500
-REFIT_ITERATIONS = 30
 
 
 @dataclasses.dataclass
@@ -98,9 +93,8 @@ def model_config(config: Config, num_speakers: int, n_mels: int) -> VQVAE2Config
     """The model's settings: ``vqvae.model`` (its ``code_dim`` for both levels) and ``vqvae.quantizer``."""
     model = config.vqvae.model.to_dict()
     dim = model.pop("code_dim")
-    quantizer = config.vqvae.quantizer.to_dict()
-    quantizer.pop("refit_steps")        # a training schedule, not a model setting
-    return VQVAE2Config(n_mels=n_mels, num_speakers=num_speakers, bottom_dim=dim, top_dim=dim, **model, **quantizer)
+    return VQVAE2Config(n_mels=n_mels, num_speakers=num_speakers, bottom_dim=dim, top_dim=dim, **model,
+                        **config.vqvae.quantizer.to_dict())
 
 
 def learning_rate(tcfg: TrainSchedule, step: int) -> float:
@@ -175,14 +169,7 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
         mel = torch.from_numpy(np.stack([data.mels[i][:, s:s + segment] for i, s in zip(idx, starts.tolist())]))
         return mel, torch.from_numpy(data.speakers[idx])
 
-    refit_at = tcfg.steps - config.vqvae.quantizer.refit_steps if config.vqvae.quantizer.refit_steps else None
-
     def step_fn(batch, step: int) -> dict:
-        if refit_at is not None and step >= refit_at:
-            if step == refit_at:
-                refit_bottom_codebook(model, data, device, seed)
-                log(f"step {step}: bottom codebook refitted by k-means, fixed from here")
-            model.quant_bottom.frozen = True     # set again on every step: a resumed run starts here
         return train_step(net, optimizer, batch, config.vqvae, step, device, amp)
 
     val_idx = data.val_idx[: tcfg.val_max_utterances]
@@ -192,23 +179,6 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
 
     loop.fit(batch_fn, step_fn, validate_fn if len(val_idx) else None, progress=progress)
     return loop.checkpoint_path
-
-
-@torch.no_grad()
-def refit_bottom_codebook(model: VQVAE2, data: TrainingData, device, seed: int) -> None:
-    """Replace the bottom codebook by the k-means centroids of the encoder's outputs over
-    REFIT_UTTERANCES training utterances (a seeded pick). The EMA codebook, moved a little at every
-    step and restarted where codes die, ends up a worse 512-way partition of those outputs than
-    k-means finds: on the demo corpus the units' ABX is lower with the refitted codebook."""
-    pick = np.random.default_rng(seed).permutation(data.train_idx)[:REFIT_UTTERANCES]
-    training = model.training
-    model.eval()
-    try:
-        z = torch.cat([model.encode(torch.from_numpy(data.mels[i])[None].to(device)).prequant[0].t().float()
-                       for i in sorted(pick.tolist())])
-        model.quant_bottom.refit(z, REFIT_ITERATIONS, torch.Generator(device=z.device).manual_seed(seed))
-    finally:
-        model.train(training)
 
 
 def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch, config: VQVAE, step: int,
