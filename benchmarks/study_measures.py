@@ -204,14 +204,16 @@ def _require_speaker_groups(task: LanguageTask, data: Data) -> None:
 
 
 def _abx_by_kind(task: LanguageTask, units: dict, feature: str, mfcc: dict[str, float], prefix: str) -> dict:
-    """ABX (cosine) of one unit ``feature`` over each kind's own triplets, and as a multiple of
-    the MFCC baseline's on the same triplets: ``{prefix}_{kind}`` and ``{prefix}_{kind}_x_mfcc``."""
+    """ABX (cosine) of one unit ``feature`` over each kind's own triplets, its bootstrap standard
+    error over phone pairs, and as a multiple of the MFCC baseline's on the same triplets:
+    ``{prefix}_{kind}``, ``{prefix}_{kind}_se`` and ``{prefix}_{kind}_x_mfcc``."""
     result = abxlib.abx(task.task, task.item_arrays({s: u[feature] for s, u in units.items()}), "cosine",
                         task.speaker_groups)
     out = {}
     for kind in task.speaker_groups:
         error, base = result.by_group.get(kind), mfcc.get(kind)
         out[f"{prefix}_{kind}"] = error
+        out[f"{prefix}_{kind}_se"] = result.se_by_group.get(kind)
         out[f"{prefix}_{kind}_x_mfcc"] = error / base if error is not None and base else None
     return out
 
@@ -233,7 +235,8 @@ def measure_units_by_kind(study: Study, variant: str, seed: int, data: Data) -> 
             **_abx_by_kind(task, units, "codes", mfcc, "abx"), **_abx_by_kind(task, units, "prequant", mfcc, "abx_prequant")}
 
 
-UNITS_BY_KIND_COLUMNS = _per_kind_columns((("abx_{kind}", "ABX units %", 2), ("abx_{kind}_x_mfcc", "x MFCC", 2),
+UNITS_BY_KIND_COLUMNS = _per_kind_columns((("abx_{kind}", "ABX units %", 2), ("abx_{kind}_se", "SE", 2),
+                                           ("abx_{kind}_x_mfcc", "x MFCC", 2),
                                            ("abx_prequant_{kind}", "ABX pre-quant. %", 2),
                                            ("abx_prequant_{kind}_x_mfcc", "pre-quant. x MFCC", 2)))
 

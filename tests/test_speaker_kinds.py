@@ -53,6 +53,27 @@ def test_a_group_scores_only_triplets_among_its_own_speakers(task):
         assert value is None or 0.0 <= value <= 100.0
 
 
+def test_the_standard_error_is_the_spread_of_the_mean_over_resampled_phone_pairs():
+    # phone pairs that all score alike leave nothing to resample; pairs that differ do
+    assert abxlib.bootstrap_se([0.8] * 50) == pytest.approx(0.0)
+    rng = np.random.default_rng(2)
+    scores = rng.uniform(0.5, 1.0, 200)
+    se = abxlib.bootstrap_se(scores.tolist())
+    assert se == pytest.approx(100 * scores.std() / np.sqrt(len(scores)), rel=0.1)   # sigma / sqrt(n)
+    assert abxlib.bootstrap_se(scores[:50].tolist()) > se                            # fewer pairs, less certain
+    assert abxlib.bootstrap_se(scores.tolist()) == se                                # seeded: repeatable
+
+
+def test_each_group_reports_its_standard_error(task):
+    rng = np.random.default_rng(3)
+    arrays = [rng.standard_normal((4, 3)) for _ in range(task.n_items)]
+    speakers = set(task.task.speaker_names.tolist())
+    result = abxlib.abx(task.task, arrays, "cosine", {"all": speakers, "none": set()})
+    assert result.se_by_group["none"] is None
+    assert 0.0 < result.se_by_group["all"] < 100.0
+    assert result.to_json()["se_by_group"]["all"] == pytest.approx(result.se_by_group["all"], abs=1e-4)
+
+
 def test_no_manifest_no_kinds(tiny_corpus, tmp_path):
     assert Dataset(tiny_corpus).speaker_kinds() is None
     tests = {u.speaker for u in Dataset(tiny_corpus).utterances("test")}
@@ -76,4 +97,5 @@ def test_evaluate_reports_each_kind_on_the_console_and_in_scores(handmade_submis
         "by_speaker_kind"]
     assert set(kinds) == {"real", "synthetic"} and kinds["real"]["speakers"] == tests[:1]
     assert set(kinds["synthetic"]["abx"]) >= {"test", "baseline_mfcc"}
+    assert {"abx_units_se", "abx_units_over_mfcc"} <= set(kinds["real"])   # None here: one speaker a kind
     assert "### By kind of test speaker" in (tmp_path / "evaluation" / "report.md").read_text()

@@ -526,6 +526,8 @@ class AbxResult:
     # error (%) over the cells whose A and X speakers are both of one group (e.g. real and
     # synthetic speakers); None for a group with no such cell
     by_group: dict[str, float | None] = field(default_factory=dict)
+    # the standard error (%) of each group's error from its sample of phone pairs (``bootstrap_se``)
+    se_by_group: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def meaningful(self) -> bool:
@@ -536,7 +538,8 @@ class AbxResult:
                 "triplets": self.n_triplets, "cells": self.n_cells, "pairs": self.pairs,
                 "undefined_pairs": self.undefined_pairs, "tied_triplets": self.tied_triplets,
                 "n/a": self.na_reason,
-                **({"by_group": {k: None if v is None else round(v, 4) for k, v in self.by_group.items()}}
+                **({"by_group": {k: None if v is None else round(v, 4) for k, v in self.by_group.items()},
+                    "se_by_group": {k: None if v is None else round(v, 4) for k, v in self.se_by_group.items()}}
                    if self.by_group else {})}
 
 
@@ -556,19 +559,40 @@ def not_applicable(distance: str, packed: PackedFeatures, cells: Cells) -> str |
     return None
 
 
-def group_errors(task: Task, cells: Cells, groups: dict[str, set[str]]) -> dict[str, float | None]:
-    """ABX error (%) of each speaker group: the official average over its own cells (A, B and X said by its speakers)."""
-    out: dict[str, float | None] = {}
+def group_errors(task: Task, cells: Cells, groups: dict[str, set[str]]
+                 ) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    """ABX error (%) of each speaker group: the official average over its own cells (A, B and X
+    said by its speakers), and its bootstrap standard error (None for a group without cells)."""
+    errors: dict[str, float | None] = {}
+    errors_se: dict[str, float | None] = {}
     for name, speakers in groups.items():
         member = np.isin(task.speaker_names, sorted(speakers))
         keep = member[cells.speaker_a] & member[cells.speaker_x]
         if not keep.any():
-            out[name] = None
+            errors[name] = errors_se[name] = None
             continue
         subset = Cells(*(getattr(cells, f)[keep] for f in ("phone_a", "phone_b", "speaker_a", "speaker_x",
                                                            "context", "score", "n")))
-        out[name] = 100.0 * (1.0 - average_cells(subset)[0])
-    return out
+        mean, per_pair = average_cells(subset)
+        errors[name] = 100.0 * (1.0 - mean)
+        errors_se[name] = bootstrap_se(list(per_pair.values()))
+    return errors, errors_se
+
+
+BOOTSTRAP_DRAWS = 2000
+
+
+def bootstrap_se(pair_scores: list[float], draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> float:
+    """The standard error (in ABX percentage points) of an ABX error that is the mean over phone
+    pairs (``average_cells``): the spread of that mean over ``draws`` resamplings of the phone
+    pairs with replacement (seeded, so a result is repeatable). It says how far another sample of
+    phone pairs and contexts might move the number: two systems whose errors on a few hundred
+    phone pairs differ by less than about twice it are not told apart by that test set."""
+    scores = np.asarray(pair_scores, dtype=np.float64)
+    if scores.size < 2:
+        return 0.0
+    picks = np.random.default_rng(seed).integers(0, scores.size, (draws, scores.size))
+    return float(100.0 * scores[picks].mean(1).std())
 
 
 def abx(task: Task, item_arrays: list[np.ndarray], distance: str,
@@ -584,7 +608,7 @@ def abx(task: Task, item_arrays: list[np.ndarray], distance: str,
     return AbxResult(distance, 100.0 * (1.0 - mean), task.n_items_used, int(cells.n.sum()), len(cells.score),
                      {f"{names[a]}-{names[b]}": 100.0 * (1.0 - v) for (a, b), v in per_pair.items()},
                      cells.pairs, cells.undefined_pairs, cells.tied_triplets, symbols, frames,
-                     not_applicable(distance, packed, cells), group_errors(task, cells, groups or {}))
+                     not_applicable(distance, packed, cells), *group_errors(task, cells, groups or {}))
 
 
 def dtw_normalized(cost: np.ndarray) -> float:

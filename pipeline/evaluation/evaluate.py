@@ -272,12 +272,15 @@ def mfcc_ratio(results: LanguageResults, declared: str) -> float | None:
 
 def by_speaker_kind(results: LanguageResults, lang: LanguageTask, declared: str) -> dict:
     """Per kind of test speaker (real, synthetic): speakers, ABX of every folder and baseline at the
-    declared distance over that kind's triplets alone, and the units over the MFCC baseline."""
+    declared distance over that kind's triplets alone, the units' bootstrap standard error over
+    phone pairs (``abx.bootstrap_se``), and the units over the MFCC baseline."""
     out = {}
     for kind, speakers in (lang.speaker_groups or {}).items():
         abx = {f: res[declared].by_group.get(kind) for f, res in results.abx.items() if declared in res}
         units, mfcc = abx.get("test"), abx.get("baseline_mfcc")
+        units_se = results.abx["test"][declared].se_by_group.get(kind) if declared in results.abx.get("test", {}) else None
         out[kind] = {"speakers": sorted(speakers), "distance": declared, "abx": abx,
+                     "abx_units_se": None if units_se is None else round(units_se, 4),
                      "abx_units_over_mfcc": round(units / mfcc, 4) if units is not None and mfcc else None}
     return out
 

@@ -71,17 +71,20 @@ def _kind_table(ext: dict) -> list[str]:
     folders = sorted({f for k in kinds.values() for f in k["abx"]})
     rows = ["### By kind of test speaker", "",
             "| speakers | " + " | ".join(f"ABX {f} %" for f in folders)
-            + " | units x MFCC | lines | closer | CER | CER x sources' | DNSMOS | DNSMOS of sources |",
-            "|" + "---|" * (len(folders) + 8)]
+            + " | units SE | units x MFCC | lines | closer | CER | CER x sources' | DNSMOS | DNSMOS of sources |",
+            "|" + "---|" * (len(folders) + 9)]
     for kind, k in kinds.items():
         s = speech.get(kind, {}).get("summary", {})
         rows.append(f"| {kind} ({len(k['speakers'])}) | " + " | ".join(_fmt(k["abx"].get(f)) for f in folders)
-                    + f" | {_fmt(k['abx_units_over_mfcc'])} | {speech.get(kind, {}).get('lines', 0)} | "
+                    + f" | {_fmt(k.get('abx_units_se'))} | {_fmt(k['abx_units_over_mfcc'])} | "
+                    + f"{speech.get(kind, {}).get('lines', 0)} | "
                     + " | ".join(_fmt(s.get(key), d) for key, d in (("share_closer_to_target", 2), ("cer_converted", 3),
                                                                     ("cer_ratio", 2), ("dnsmos_converted", 2),
                                                                     ("dnsmos_source", 2))) + " |")
     return rows + [f"ABX at the declared distance ({next(iter(kinds.values()))['distance']}) over the triplets "
-                   f"whose speakers are all of that kind.", ""]
+                   f"whose speakers are all of that kind. Units SE: the bootstrap standard error of the units' "
+                   f"ABX over that kind's phone pairs; two systems closer than about twice it are not told apart "
+                   f"by these items.", ""]
 
 
 def _na_notes(ext: dict) -> list[str]:

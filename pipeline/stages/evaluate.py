@@ -45,8 +45,9 @@ def summary_line(language: str, entry: dict, extras: dict) -> str:
         abx_text = f"{s['abx']:.2f} %" + (f" ({ratio:.2f} x the MFCC baseline)" if ratio is not None else "")
     rate_text = f"{s['bitrate']:.2f} bits/s" if s["bitrate"] is not None else "n/a"
     line = f"{language}: ABX {abx_text}, bitrate {rate_text}"
-    kinds = [f"{kind} speakers {k['abx']['test']:.2f} %" + (f" ({k['abx_units_over_mfcc']:.2f} x MFCC)"
-                                                           if k["abx_units_over_mfcc"] is not None else "")
+    kinds = [f"{kind} speakers {k['abx']['test']:.2f} %"
+             + (f" +- {k['abx_units_se']:.2f}" if k.get("abx_units_se") is not None else "")
+             + (f" ({k['abx_units_over_mfcc']:.2f} x MFCC)" if k["abx_units_over_mfcc"] is not None else "")
              for kind, k in extras.get("by_speaker_kind", {}).items() if k["abx"].get("test") is not None]
     return line + (f"; {', '.join(kinds)}" if kinds else "")
 
