@@ -3,11 +3,15 @@
     .venv/bin/python benchmarks/study.py run benchmarks/studies/decoder.yaml [--variants a,b] [--seeds 1234]
     .venv/bin/python benchmarks/study.py render            # every docs/results/<study>.md from its JSON
     .venv/bin/python benchmarks/study.py list benchmarks/studies/decoder.yaml
+    .venv/bin/python benchmarks/study.py compare benchmarks/studies/real_units.yaml --variants a,b [--seeds 1234]
 
 `run` measures every (variant, seed) whose row in <study>.json was not measured with the same
 resolved config by the same commit, saves the row as soon as it is measured, then renders the
 page. Training happens through the `zs2020` stages, one at a time (never two trainings at once
-on a small machine: the rows' training minutes would be wrong).
+on a small machine: the rows' training minutes would be wrong). `compare` pairs two variants'
+trained unit systems on the same phone pairs (real and synthetic test speakers apart) and prints
+the second's ABX minus the first's with its 95 % bootstrap interval: an interval holding 0 says
+the test items do not tell them apart.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.study_measures import MEASURES, Data, variant_data  # noqa: E402
+from benchmarks.study_measures import MEASURES, Data, compare_units, variant_data  # noqa: E402
 from benchmarks.studylib import RESULTS_DIR, STUDY_DIR, Results, Study, code_commit, is_current, render_page  # noqa: E402
 
 
@@ -65,6 +69,16 @@ def render_all(study_dir: Path = STUDY_DIR, out_dir: Path = RESULTS_DIR) -> list
     return pages
 
 
+def _two_variants(study: Study, names: str) -> tuple[str, str]:
+    pair = names.split(",")
+    if len(pair) != 2:
+        raise SystemExit(f"--variants takes two names, FIRST,SECOND; got {names!r}")
+    unknown = [n for n in pair if n not in study.variants]
+    if unknown:
+        raise SystemExit(f"{study.name} has no variant {', '.join(unknown)} (see: benchmarks/study.py list {study.path})")
+    return pair[0], pair[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -81,6 +95,14 @@ def main() -> None:
     run.add_argument("--lines", type=int, default=20, help="synthesis lines scored by the conversion measure")
     run.add_argument("--trials", type=int, default=40, help="one-shot trials scored by the one_shot measure")
     run.add_argument("--jobs", type=int, default=2, help="processes for encoding and scoring")
+    compare = sub.add_parser("compare", help="paired ABX difference of two variants' units per kind of test speaker, "
+                             "with its 95 %% bootstrap interval (from the rows' trained unit systems; trains nothing)")
+    compare.add_argument("study", type=Path)
+    compare.add_argument("--variants", required=True, help="two variant names, FIRST,SECOND: SECOND minus FIRST")
+    compare.add_argument("--seeds", default=None, help="comma-separated seeds (default: the study's)")
+    compare.add_argument("--dataset", type=Path, default=Path("data/corpus"), help="dataset root the rows were measured on")
+    compare.add_argument("--work", type=Path, default=Path("data/studies"), help="where the rows' trained models are")
+    compare.add_argument("--jobs", type=int, default=2, help="processes for encoding")
     listing = sub.add_parser("list", help="print a study's variants and their overlays")
     listing.add_argument("study", type=Path)
     sub.add_parser("render", help="render every docs/results/<study>.md from benchmarks/studies/<study>.json")
@@ -93,6 +115,14 @@ def main() -> None:
     if args.command == "list":
         for name in study.variants:
             print(f"{name:<40} {' '.join(study.overrides(name, study.seeds[0])[:-1]) or '(base)'}")
+        return
+    if args.command == "compare":
+        first, second = _two_variants(study, args.variants)
+        data = Data(args.dataset, Path("unused"), args.work / study.name, jobs=args.jobs)
+        for seed in [int(s) for s in args.seeds.split(",")] if args.seeds else study.seeds:
+            for row in compare_units(study, first, second, seed, data):
+                print(f"{row['kind']:<10} seed {seed:<5} {second} - {first}: {row['difference']:+.2f} ABX points, "
+                      f"95 % interval [{row['low']:+.2f}, {row['high']:+.2f}] over {row['pairs']} phone pairs")
         return
     data = Data(args.dataset, args.features, args.work / study.name, args.lines, args.jobs, args.trials)
     run_study(study, data, args.variants.split(",") if args.variants else None,

@@ -87,13 +87,18 @@ def variant_data(study: Study, variant: str, seed: int, data: Data) -> Data:
                                work=data.work / f"corpus-{scale.replace(':', '-')}")
 
 
-def train_units(study: Study, variant: str, seed: int, data: Data) -> tuple[Path, float]:
-    """The variant's unit system, shared by every variant whose unit settings resolve the same."""
+def unit_run(study: Study, variant: str, seed: int, data: Data) -> Path:
+    """Where the variant's unit system trains, shared by every variant whose unit settings resolve the same."""
     config = load_config(study.preset, study.overrides(variant, seed))
-    run = data.work / "units" / fingerprint(config.system, config.vqvae, config.vqmivc, config.features, seed)
-    minutes = run_stage([ZS, "train-vqvae", "--features", str(data.features), "--out", str(run / "vqvae"),
+    return data.work / "units" / fingerprint(config.system, config.vqvae, config.vqmivc, config.features, seed) / "vqvae"
+
+
+def train_units(study: Study, variant: str, seed: int, data: Data) -> tuple[Path, float]:
+    """The variant's unit system (trained, or found trained) and the minutes that took."""
+    run = unit_run(study, variant, seed, data)
+    minutes = run_stage([ZS, "train-vqvae", "--features", str(data.features), "--out", str(run),
                          "--config", study.preset, "--quiet", *study.overrides(variant, seed)])
-    return run / "vqvae" / "checkpoint.pt", minutes
+    return run / "checkpoint.pt", minutes
 
 
 # ============================================================================ units
@@ -233,6 +238,35 @@ def measure_units_by_kind(study: Study, variant: str, seed: int, data: Data) -> 
     _, mfcc = mfcc_abx_by_kind(study, task, data)
     return {"train_minutes": minutes, "bitrate": units_bitrate(units, task),
             **_abx_by_kind(task, units, "codes", mfcc, "abx"), **_abx_by_kind(task, units, "prequant", mfcc, "abx_prequant")}
+
+
+def compare_units(study: Study, first: str, second: str, seed: int, data: Data) -> list[dict]:
+    """Paired comparison of two variants' bottom codes in one seed, from the unit systems their
+    rows trained (it trains nothing): per kind of test speaker, how many ABX points lower the
+    second's error is, with its 95 % bootstrap interval over the phone pairs both score
+    (``abx.paired_difference``)."""
+    task = LanguageTask(Dataset(data.dataset), "excerpt", None)
+    _require_speaker_groups(task, data)
+    scores = []
+    for variant in (first, second):
+        if variant_data(study, variant, seed, data) is not data:
+            raise SystemExit(f"{variant} is measured on a corpus of its own: its items are not {data.dataset}'s")
+        checkpoint = unit_run(study, variant, seed, data) / "checkpoint.pt"
+        if not checkpoint.is_file():
+            raise SystemExit(f"{variant}, seed {seed}: no trained unit system ({checkpoint}); measure the row first: "
+                             f"benchmarks/study.py run {study.path} --variants {variant} --seeds {seed}")
+        units = encode_test_units(checkpoint, task, data)
+        packed = abxlib.pack_features(task.item_arrays({s: u["codes"] for s, u in units.items()}), "cosine")
+        cells = abxlib.score_cells(task.task, packed)
+        scores.append({kind: abxlib.group_pair_scores(task.task, cells, speakers)
+                       for kind, speakers in task.speaker_groups.items()})
+    rows = []
+    for kind in task.speaker_groups:
+        if not set(scores[0][kind]) & set(scores[1][kind]):
+            continue        # a kind with fewer than two test speakers has no triplet of its own
+        difference, low, high, pairs = abxlib.paired_difference(scores[0][kind], scores[1][kind])
+        rows.append({"kind": kind, "seed": seed, "pairs": pairs, "difference": difference, "low": low, "high": high})
+    return rows
 
 
 UNITS_BY_KIND_COLUMNS = _per_kind_columns((("abx_{kind}", "ABX units %", 2), ("abx_{kind}_se", "SE", 2),

@@ -74,6 +74,21 @@ def test_each_group_reports_its_standard_error(task):
     assert result.to_json()["se_by_group"]["all"] == pytest.approx(result.se_by_group["all"], abs=1e-4)
 
 
+def test_a_paired_difference_cancels_what_both_systems_share():
+    rng = np.random.default_rng(4)
+    first = {(i, i + 1): float(v) for i, v in enumerate(rng.uniform(0.5, 1.0, 150))}
+    better = {pair: min(1.0, v + 0.02) for pair, v in first.items()}        # 2 points better on every pair
+    diff, low, high, pairs = abxlib.paired_difference(first, better)
+    assert pairs == 150 and diff == pytest.approx(-100 * np.mean([better[p] - first[p] for p in first]))
+    assert low <= diff <= high < 0                                       # told apart: the pairs' spread cancels
+    assert high - low < 2 * abxlib.bootstrap_se(list(first.values()))    # far narrower than unpaired
+    noisy = {pair: float(np.clip(v + rng.normal(0, 0.1), 0, 1)) for pair, v in first.items()}
+    _, low, high, _ = abxlib.paired_difference(first, noisy)
+    assert low < 0 < high                                                # not told apart
+    with pytest.raises(ValueError, match="no phone pair"):
+        abxlib.paired_difference(first, {(999, 1000): 0.5})
+
+
 def test_no_manifest_no_kinds(tiny_corpus, tmp_path):
     assert Dataset(tiny_corpus).speaker_kinds() is None
     tests = {u.speaker for u in Dataset(tiny_corpus).utterances("test")}

@@ -2,13 +2,14 @@
 resolved config and commit, and its page is rendered from its JSON alone."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from benchmarks.study import render, render_all, run_study
-from benchmarks.study_measures import MEASURES, Data
+from benchmarks.study_measures import MEASURES, Data, compare_units
 from benchmarks.studylib import STUDY_DIR, Results, Study, mean_range, parse_table
 
 TINY_STUDY = """
@@ -50,6 +51,20 @@ def test_a_current_row_is_not_measured_again(tiny_study):
     again = run_study(study, data, log=said.append)
     assert again.rows == results.rows
     assert all("current" in line for line in said) and len(said) == 2
+
+
+def test_compare_pairs_two_trained_rows_over_the_same_phone_pairs(tiny_study, tmp_path):
+    from pipeline.contract.dataset import Dataset
+    from tests.test_speaker_kinds import with_recorded
+    study, data, _ = tiny_study
+    tests = sorted({u.speaker for u in Dataset(data.dataset).utterances("test")})
+    recorded = dataclasses.replace(data, dataset=with_recorded(data.dataset, tmp_path / "corpus", tests))
+    [row] = compare_units(study, "default", "vqvae.model.bottom_codes=8", 3, recorded)   # no synthetic pair
+    assert row["kind"] == "real" and row["pairs"] > 0 and row["low"] <= row["difference"] <= row["high"]
+    [same] = compare_units(study, "default", "default", 3, recorded)
+    assert same["difference"] == same["low"] == same["high"] == 0.0
+    with pytest.raises(SystemExit, match="measure the row first"):
+        compare_units(study, "default", "default", 4, recorded)
 
 
 def test_the_page_is_the_json_rendered(tiny_study, tmp_path):

@@ -559,6 +559,18 @@ def not_applicable(distance: str, packed: PackedFeatures, cells: Cells) -> str |
     return None
 
 
+def group_pair_scores(task: Task, cells: Cells, speakers: set[str]) -> dict[tuple[int, int], float]:
+    """{(phone A, phone B): fraction correct} over the cells whose A and X speakers are all of
+    ``speakers`` (the official averaging; empty when the group has no such cell)."""
+    member = np.isin(task.speaker_names, sorted(speakers))
+    keep = member[cells.speaker_a] & member[cells.speaker_x]
+    if not keep.any():
+        return {}
+    subset = Cells(*(getattr(cells, f)[keep] for f in ("phone_a", "phone_b", "speaker_a", "speaker_x",
+                                                       "context", "score", "n")))
+    return average_cells(subset)[1]
+
+
 def group_errors(task: Task, cells: Cells, groups: dict[str, set[str]]
                  ) -> tuple[dict[str, float | None], dict[str, float | None]]:
     """ABX error (%) of each speaker group: the official average over its own cells (A, B and X
@@ -566,15 +578,11 @@ def group_errors(task: Task, cells: Cells, groups: dict[str, set[str]]
     errors: dict[str, float | None] = {}
     errors_se: dict[str, float | None] = {}
     for name, speakers in groups.items():
-        member = np.isin(task.speaker_names, sorted(speakers))
-        keep = member[cells.speaker_a] & member[cells.speaker_x]
-        if not keep.any():
+        per_pair = group_pair_scores(task, cells, speakers)
+        if not per_pair:
             errors[name] = errors_se[name] = None
             continue
-        subset = Cells(*(getattr(cells, f)[keep] for f in ("phone_a", "phone_b", "speaker_a", "speaker_x",
-                                                           "context", "score", "n")))
-        mean, per_pair = average_cells(subset)
-        errors[name] = 100.0 * (1.0 - mean)
+        errors[name] = 100.0 * (1.0 - float(np.mean(list(per_pair.values()))))
         errors_se[name] = bootstrap_se(list(per_pair.values()))
     return errors, errors_se
 
@@ -593,6 +601,22 @@ def bootstrap_se(pair_scores: list[float], draws: int = BOOTSTRAP_DRAWS, seed: i
         return 0.0
     picks = np.random.default_rng(seed).integers(0, scores.size, (draws, scores.size))
     return float(100.0 * scores[picks].mean(1).std())
+
+
+def paired_difference(first: dict, second: dict, draws: int = BOOTSTRAP_DRAWS, seed: int = 0
+                      ) -> tuple[float, float, float, int]:
+    """How much lower the second system's ABX error is than the first's on the same items:
+    (difference in ABX points, second minus first, and its 95 % bootstrap interval, phone pairs),
+    over the phone pairs both score ({pair: fraction correct}, as ``group_pair_scores`` gives),
+    resampled together so that what the two share (hard pairs, easy pairs) cancels. An interval
+    that holds 0 says the items do not tell the two apart."""
+    pairs = sorted(set(first) & set(second))
+    if not pairs:
+        raise ValueError("the two systems share no phone pair")
+    delta = 100.0 * (np.array([first[p] for p in pairs]) - np.array([second[p] for p in pairs]))
+    picks = np.random.default_rng(seed).integers(0, len(pairs), (draws, len(pairs)))
+    means = delta[picks].mean(1)
+    return float(delta.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)), len(pairs)
 
 
 def abx(task: Task, item_arrays: list[np.ndarray], distance: str,
