@@ -256,8 +256,7 @@ def compare_units(study: Study, first: str, second: str, seed: int, data: Data) 
             raise SystemExit(f"{variant}, seed {seed}: no trained unit system ({checkpoint}); measure the row first: "
                              f"benchmarks/study.py run {study.path} --variants {variant} --seeds {seed}")
         units = encode_test_units(checkpoint, task, data)
-        packed = abxlib.pack_features(task.item_arrays({s: u["codes"] for s, u in units.items()}), "cosine")
-        cells = abxlib.score_cells(task.task, packed)
+        _, cells = abxlib.scored_cells(task.task, task.item_arrays({s: u["codes"] for s, u in units.items()}), "cosine")
         scores.append({kind: abxlib.group_pair_scores(task.task, cells, speakers)
                        for kind, speakers in task.speaker_groups.items()})
     rows = []

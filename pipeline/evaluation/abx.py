@@ -599,8 +599,13 @@ def bootstrap_se(pair_scores: list[float], draws: int = BOOTSTRAP_DRAWS, seed: i
     scores = np.asarray(pair_scores, dtype=np.float64)
     if scores.size < 2:
         return 0.0
-    picks = np.random.default_rng(seed).integers(0, scores.size, (draws, scores.size))
-    return float(100.0 * scores[picks].mean(1).std())
+    return float(100.0 * _resampled_means(scores, draws, seed).std())
+
+
+def _resampled_means(values: np.ndarray, draws: int, seed: int) -> np.ndarray:
+    """(draws,) means of ``values`` resampled with replacement (a seeded bootstrap)."""
+    picks = np.random.default_rng(seed).integers(0, values.size, (draws, values.size))
+    return values[picks].mean(1)
 
 
 def paired_difference(first: dict, second: dict, draws: int = BOOTSTRAP_DRAWS, seed: int = 0
@@ -614,17 +619,21 @@ def paired_difference(first: dict, second: dict, draws: int = BOOTSTRAP_DRAWS, s
     if not pairs:
         raise ValueError("the two systems share no phone pair")
     delta = 100.0 * (np.array([first[p] for p in pairs]) - np.array([second[p] for p in pairs]))
-    picks = np.random.default_rng(seed).integers(0, len(pairs), (draws, len(pairs)))
-    means = delta[picks].mean(1)
+    means = _resampled_means(delta, draws, seed)
     return float(delta.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)), len(pairs)
+
+
+def scored_cells(task: Task, item_arrays: list[np.ndarray], distance: str) -> tuple[PackedFeatures, Cells]:
+    """The features packed for ``distance`` and every cell of the task scored on them."""
+    packed = pack_features(item_arrays, distance, allow_empty=task.listed is not None)
+    return packed, score_cells(task, packed)
 
 
 def abx(task: Task, item_arrays: list[np.ndarray], distance: str,
         groups: dict[str, set[str]] | None = None) -> AbxResult:
     """ABX error (%) of one feature set (one (frames, dim) array per item of the task), and of
     each speaker group of ``groups`` (name -> speaker names) on its own."""
-    packed = pack_features(item_arrays, distance, allow_empty=task.listed is not None)
-    cells = score_cells(task, packed)
+    packed, cells = scored_cells(task, item_arrays, distance)
     mean, per_pair = average_cells(cells)
     names = task.phone_names
     frames = int(packed.lengths.sum())

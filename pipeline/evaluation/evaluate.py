@@ -278,7 +278,8 @@ def by_speaker_kind(results: LanguageResults, lang: LanguageTask, declared: str)
     for kind, speakers in (lang.speaker_groups or {}).items():
         abx = {f: res[declared].by_group.get(kind) for f, res in results.abx.items() if declared in res}
         units, mfcc = abx.get("test"), abx.get("baseline_mfcc")
-        units_se = results.abx["test"][declared].se_by_group.get(kind) if declared in results.abx.get("test", {}) else None
+        units_result = results.abx.get("test", {}).get(declared)
+        units_se = units_result.se_by_group.get(kind) if units_result is not None else None
         out[kind] = {"speakers": sorted(speakers), "distance": declared, "abx": abx,
                      "abx_units_se": None if units_se is None else round(units_se, 4),
                      "abx_units_over_mfcc": round(units / mfcc, 4) if units is not None and mfcc else None}
