@@ -42,7 +42,11 @@ ESPEAK_UNIT = [("en-us+m1", 45, 165), ("en+m2", 55, 155), ("en-gb-scotland+m3", 
 
 TARGET_VOICES = {"V001": Voice("flite", "rms"), "V002": Voice("festival", "slt_hts")}
 REAL_UNIT_SECONDS = 240.0       # per real unit actor at the demo scale
-REAL_EXCERPTS = 1500            # ABX excerpts of the real test speakers at the demo scale
+# ABX excerpts of the real test speakers at the demo scale: 72 utterances an actor give about
+# 600 phone pairs, a standard error of about 1.1 ABX points (24 utterances gave 180 pairs, 2.6)
+REAL_TEST_UTTS = 72
+REAL_EXCERPTS = 4500
+REAL_SYNTHESIS = 12             # synthesis lines per real test actor: the CER ratio needs more than 4
 
 
 def _unit_speakers() -> dict[str, Voice]:
@@ -118,7 +122,8 @@ def scale_from(value) -> Scale:
         raise UserError(f"corpus scale {value!r} is not tiny, demo or a positive integer")
     return Scale(str(n) if n > 1 else "demo", tuple(units), 12 * n, 80 * n, ("S001", "S007", "S013", "S019"),
                  15 * n, tuple(tests), 12 * n, 2 * n, 3000 * n,
-                 real_unit_seconds=REAL_UNIT_SECONDS * n, real_test_utts=24 * n, real_synthesis_per_speaker=4 * n,
+                 real_unit_seconds=REAL_UNIT_SECONDS * n, real_test_utts=REAL_TEST_UTTS * n,
+                 real_synthesis_per_speaker=REAL_SYNTHESIS * n,
                  real_max_excerpts=REAL_EXCERPTS * n)
 
 
