@@ -236,8 +236,15 @@ def measure_units_by_kind(study: Study, variant: str, seed: int, data: Data) -> 
     checkpoint, minutes = train_units(study, variant, seed, data)
     units = encode_test_units(checkpoint, task, data)
     _, mfcc = mfcc_abx_by_kind(study, task, data)
-    return {"train_minutes": minutes, "bitrate": units_bitrate(units, task),
+    return {"train_minutes": minutes, "bitrate": units_bitrate(units, task), **_items_by_kind(task),
             **_abx_by_kind(task, units, "codes", mfcc, "abx"), **_abx_by_kind(task, units, "prequant", mfcc, "abx_prequant")}
+
+
+def _items_by_kind(task: LanguageTask) -> dict[str, int]:
+    """ABX items of each kind of test speaker, ``items_{kind}``: which test set a row was scored on
+    (the demo corpus's real test speakers had 1500 excerpts before commit 8df69f5, 4500 since)."""
+    names = task.task.speaker_names[task.task.speaker]
+    return {f"items_{kind}": int(np.isin(names, sorted(group)).sum()) for kind, group in task.speaker_groups.items()}
 
 
 def compare_units(study: Study, first: str, second: str, seed: int, data: Data) -> list[dict]:
@@ -271,7 +278,8 @@ def compare_units(study: Study, first: str, second: str, seed: int, data: Data) 
 UNITS_BY_KIND_COLUMNS = _per_kind_columns((("abx_{kind}", "ABX units %", 2), ("abx_{kind}_se", "SE", 2),
                                            ("abx_{kind}_x_mfcc", "x MFCC", 2),
                                            ("abx_prequant_{kind}", "ABX pre-quant. %", 2),
-                                           ("abx_prequant_{kind}_x_mfcc", "pre-quant. x MFCC", 2)))
+                                           ("abx_prequant_{kind}_x_mfcc", "pre-quant. x MFCC", 2))) + [
+    Column("items_real", "real items", 0)]
 
 
 def measure_by_kind(study: Study, variant: str, seed: int, data: Data) -> dict:

@@ -102,6 +102,25 @@ def test_the_cer_ratio_is_how_much_content_conversion_loses():
     assert summarize(rows)["cer_ratio"] == pytest.approx(0.3 / 0.2)
 
 
+def test_the_cer_ratio_interval_narrows_with_more_lines_and_holds_the_ratio():
+    """The 95 % bootstrap interval of the CER ratio over lines: it holds the ratio, shrinks as lines
+    are added, is repeatable, and is absent for a single line (nothing to resample)."""
+    rng = np.random.default_rng(3)
+
+    def lines(n):
+        source = rng.uniform(0.1, 0.5, n)
+        return [{"name": str(i), "cer_converted": float(2 * s + rng.normal(0, 0.1)), "cer_source": float(s)}
+                for i, s in enumerate(source)]
+    few, many = summarize(lines(12)), summarize(lines(120))
+    for s in (few, many):
+        assert s["cer_ratio_low"] < s["cer_ratio"] < s["cer_ratio_high"]
+    assert many["cer_ratio_high"] - many["cer_ratio_low"] < 0.6 * (few["cer_ratio_high"] - few["cer_ratio_low"])
+    assert many["cer_ratio_low"] < 2.0 < many["cer_ratio_high"]
+    rows = lines(12)
+    assert summarize(rows)["cer_ratio_low"] == summarize(rows)["cer_ratio_low"]
+    assert "cer_ratio_low" not in summarize(rows[:1]) and "cer_ratio" in summarize(rows[:1])
+
+
 def test_evaluate_reports_each_kind_on_the_console_and_in_scores(handmade_submission, tiny_corpus, tmp_path):
     tests = sorted({u.speaker for u in Dataset(tiny_corpus).utterances("test")})
     corpus = with_recorded(tiny_corpus, tmp_path / "corpus", tests[:1])

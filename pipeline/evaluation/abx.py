@@ -602,10 +602,14 @@ def bootstrap_se(pair_scores: list[float], draws: int = BOOTSTRAP_DRAWS, seed: i
     return float(100.0 * _resampled_means(scores, draws, seed).std())
 
 
+def resample_picks(size: int, draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> np.ndarray:
+    """(draws, size) indices drawn with replacement: a seeded bootstrap, so a result is repeatable."""
+    return np.random.default_rng(seed).integers(0, size, (draws, size))
+
+
 def _resampled_means(values: np.ndarray, draws: int, seed: int) -> np.ndarray:
     """(draws,) means of ``values`` resampled with replacement (a seeded bootstrap)."""
-    picks = np.random.default_rng(seed).integers(0, values.size, (draws, values.size))
-    return values[picks].mean(1)
+    return values[resample_picks(values.size, draws, seed)].mean(1)
 
 
 def paired_difference(first: dict, second: dict, draws: int = BOOTSTRAP_DRAWS, seed: int = 0

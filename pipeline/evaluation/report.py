@@ -78,13 +78,22 @@ def _kind_table(ext: dict) -> list[str]:
         rows.append(f"| {kind} ({len(k['speakers'])}) | " + " | ".join(_fmt(k["abx"].get(f)) for f in folders)
                     + f" | {_fmt(k.get('abx_units_se'))} | {_fmt(k['abx_units_over_mfcc'])} | "
                     + f"{speech.get(kind, {}).get('lines', 0)} | "
-                    + " | ".join(_fmt(s.get(key), d) for key, d in (("share_closer_to_target", 2), ("cer_converted", 3),
-                                                                    ("cer_ratio", 2), ("dnsmos_converted", 2),
-                                                                    ("dnsmos_source", 2))) + " |")
+                    + " | ".join([_fmt(s.get("share_closer_to_target"), 2), _fmt(s.get("cer_converted"), 3),
+                                  cer_ratio_text(s)] + [_fmt(s.get(key), 2) for key in ("dnsmos_converted", "dnsmos_source")])
+                    + " |")
     return rows + [f"ABX at the declared distance ({next(iter(kinds.values()))['distance']}) over the triplets "
                    f"whose speakers are all of that kind. Units SE: the bootstrap standard error of the units' "
                    f"ABX over that kind's phone pairs; two systems closer than about twice it are not told apart "
-                   f"by these items.", ""]
+                   f"by these items. CER x sources': the ratio of the mean CERs, with its 95 % bootstrap interval "
+                   f"over the lines in brackets.", ""]
+
+
+def cer_ratio_text(summary: dict) -> str:
+    """``2.05 [1.71, 2.47]``: the CER ratio and its interval over lines (``–`` when not measured)."""
+    text = _fmt(summary.get("cer_ratio"), 2)
+    if summary.get("cer_ratio_low") is not None:
+        text += f" [{summary['cer_ratio_low']:.2f}, {summary['cer_ratio_high']:.2f}]"
+    return text
 
 
 def _na_notes(ext: dict) -> list[str]:

@@ -67,7 +67,9 @@ def speech_line(language: str, extras: dict) -> str | None:
             items.append(f"{100 * summary['share_closer_to_target']:.0f} % closer to the target")
         if "cer_converted" in summary:
             ratio = summary.get("cer_ratio")
-            items.append(f"CER {summary['cer_converted']:.3f}" + (f" ({ratio:.2f} x the sources')" if ratio else ""))
+            interval = (f", 95 % {summary['cer_ratio_low']:.2f}-{summary['cer_ratio_high']:.2f}"
+                        if "cer_ratio_low" in summary else "")
+            items.append(f"CER {summary['cer_converted']:.3f}" + (f" ({ratio:.2f} x the sources'{interval})" if ratio else ""))
         if "dnsmos_converted" in summary:
             items.append(f"DNSMOS {summary['dnsmos_converted']:.2f}"
                          + (f" (sources {summary['dnsmos_source']:.2f})" if "dnsmos_source" in summary else ""))
