@@ -37,7 +37,7 @@ import numpy as np
 from benchmarks.studylib import Column, Study
 from pipeline.contract.dataset import Dataset
 from pipeline.core.config import load_config
-from pipeline.core.stamp import fingerprint
+from pipeline.core.stamp import file_identity, fingerprint
 from pipeline.evaluation import abx as abxlib
 from pipeline.evaluation.baselines import compute_baselines
 from pipeline.evaluation.bitrate import bitrate
@@ -126,17 +126,21 @@ def mfcc_abx(study: Study, task: LanguageTask, data: Data) -> float:
 
 
 def mfcc_abx_by_kind(study: Study, task: LanguageTask, data: Data) -> tuple[float, dict[str, float | None]]:
-    """The MFCC baseline over all items and over each kind of test speaker (``task.speaker_groups``)."""
+    """The MFCC baseline over all items and over each kind of test speaker (``task.speaker_groups``),
+    cached beside the trained models for the items it was computed on: another item file (a
+    rebuilt or other corpus, other speaker kinds) computes it again."""
     path = data.work / "mfcc_abx.json"
+    spec = feature_spec(load_config(study.preset))
+    items = fingerprint(str(task.item_path), file_identity(task.item_path), spec.to_dict(),
+                        {kind: sorted(group) for kind, group in (task.speaker_groups or {}).items()})
     if path.is_file():
         cached = json.loads(path.read_text())
-        if "by_kind" in cached or not task.speaker_groups:
-            return cached["abx"], cached.get("by_kind", {})
-    spec = feature_spec(load_config(study.preset))
+        if cached.get("items") == items:
+            return cached["abx"], cached["by_kind"]
     feats = compute_baselines({s: task.test_utterance(s) for s in task.item_stems}, spec, progress=False)["mfcc"]
     result = abxlib.abx(task.task, task.item_arrays(feats), "cosine", task.speaker_groups)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"abx": result.error, "by_kind": result.by_group}))
+    path.write_text(json.dumps({"items": items, "abx": result.error, "by_kind": result.by_group}))
     return result.error, result.by_group
 
 

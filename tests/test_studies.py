@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.study import render, render_all, run_study
-from benchmarks.study_measures import MEASURES, Data, compare_units
+from benchmarks.study_measures import MEASURES, Data, compare_units, mfcc_abx_by_kind
 from benchmarks.studylib import STUDY_DIR, Results, Study, mean_range, parse_table
 
 TINY_STUDY = """
@@ -65,6 +65,22 @@ def test_compare_pairs_two_trained_rows_over_the_same_phone_pairs(tiny_study, tm
     assert same["difference"] == same["low"] == same["high"] == 0.0
     with pytest.raises(SystemExit, match="measure the row first"):
         compare_units(study, "default", "default", 4, recorded)
+
+
+def test_the_mfcc_baseline_is_cached_for_the_items_it_was_computed_on(tiny_study, tmp_path):
+    import shutil
+    from pipeline.contract.dataset import Dataset
+    from pipeline.evaluation.evaluate import LanguageTask
+    study, data, _ = tiny_study
+    task = LanguageTask(Dataset(data.dataset), "excerpt", None)
+    error, _ = mfcc_abx_by_kind(study, task, data)
+    cache = data.work / "mfcc_abx.json"
+    tampered = {**json.loads(cache.read_text()), "abx": -1.0}
+    cache.write_text(json.dumps(tampered))
+    assert mfcc_abx_by_kind(study, task, data)[0] == -1.0             # the same items: the cached value
+    rebuilt = Path(shutil.copytree(data.dataset, tmp_path / "rebuilt"))  # another item file: computed again
+    assert mfcc_abx_by_kind(study, LanguageTask(Dataset(rebuilt), "excerpt", None), data)[0] == pytest.approx(error)
+    cache.write_text(json.dumps({**tampered, "abx": error}))
 
 
 def test_the_page_is_the_json_rendered(tiny_study, tmp_path):
