@@ -9,7 +9,9 @@ mean, i.e. zeros) and every output is cropped back, so a T-frame input gives cei
 codes, ceil(T/4) top codes and exactly T reconstructed frames, for every T >= 1.
 
 Log-mels are normalised inside the model with per-bin statistics kept as buffers (set once
-from the training data), so checkpoints carry their own normalisation.
+from the training data), so checkpoints carry their own normalisation. With ``speaker_norm`` the
+encoders instead read the mel standardised with its own speaker's per-bin statistics, which the
+caller passes (``norm``); the decoder's output and the reconstruction loss keep the buffers'.
 """
 from __future__ import annotations
 
@@ -61,6 +63,8 @@ class VQVAE2Config:
     classifier_hidden: int = 0   # speaker classifier on log-mels, for the self-cycle's speaker term (0 = none)
     decoder_blocks: int = 0      # > 0: the decoder's residual blocks are this many, dilated 1, 2, 4, ...
                                  # (0: res_blocks undilated ones, as first built)
+    speaker_norm: bool = False   # the encoders read each speaker's own standardised log-mel (the caller passes
+                                 # that speaker's per-band mean and std as ``norm``), not the training set's
 
 
 class ResBlock(nn.Module):
@@ -146,6 +150,9 @@ class VQVAE2(nn.Module):
         c, r, n = cfg.channels, cfg.res_channels, cfg.res_blocks
         self.register_buffer("mel_mean", torch.zeros(cfg.n_mels))
         self.register_buffer("mel_std", torch.ones(cfg.n_mels))
+        if cfg.speaker_norm:    # each training speaker's per-bin statistics (``set_speaker_normalization``)
+            self.register_buffer("speaker_mean", torch.zeros(cfg.num_speakers, cfg.n_mels))
+            self.register_buffer("speaker_std", torch.ones(cfg.num_speakers, cfg.n_mels))
         # the bottom encoder: one strided convolution, then per-frame blocks (a 40 ms window, as in VQ-CPC)
         self.enc_bottom = nn.Sequential(downsample(cfg.n_mels, c), *[FrameBlock(c) for _ in range(max(1, 2 * n))])
         self.enc_top = nn.Sequential(downsample(c, c), nn.LeakyReLU(0.2), nn.Conv1d(c, c, 3, padding=1),
@@ -179,11 +186,34 @@ class VQVAE2(nn.Module):
         self.mel_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.mel_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-3))
 
+    @torch.no_grad()
+    def set_speaker_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """(num_speakers, n_mels) per-bin mean and std of each training speaker (``speaker_norm``)."""
+        self.speaker_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.speaker_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-3))
+
+    def speaker_norm_of(self, speaker: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The encoder-input statistics of training speakers (B,) ids, or None without ``speaker_norm``."""
+        if not self.cfg.speaker_norm:
+            return None
+        return self.speaker_mean[speaker], self.speaker_std[speaker]
+
     def normalize(self, mel: torch.Tensor) -> torch.Tensor:
         return (mel - self.mel_mean[:, None]) / self.mel_std[:, None]
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.mel_std[:, None] + self.mel_mean[:, None]
+
+    def encoder_input(self, mel: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """What the encoders read: without ``speaker_norm`` the training set's normalisation of
+        ``mel`` (B, n_mels, T); with it ``mel`` standardised by ``norm`` = (mean, std), each
+        (B, n_mels), its speaker's statistics, or by each item's own over time when ``norm`` is None."""
+        if not self.cfg.speaker_norm:
+            return self.normalize(mel)
+        if norm is None:
+            norm = mel.mean(-1), mel.std(-1, unbiased=False)
+        mean, std = norm
+        return (mel - mean[..., None]) / std.clamp_min(1e-3)[..., None]
 
     # ------------------------------------------------------------------ lengths
     @staticmethod
@@ -192,17 +222,19 @@ class VQVAE2(nn.Module):
         return math.ceil(num_frames / 2), math.ceil(num_frames / 4)
 
     # ------------------------------------------------------------------ encode / decode
-    def encode(self, mel: torch.Tensor) -> Encoded:
-        """(B, n_mels, T) log-mel -> codes, cropped to ceil(T/2) bottom and ceil(T/4) top frames."""
+    def encode(self, mel: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> Encoded:
+        """(B, n_mels, T) log-mel -> codes, cropped to ceil(T/2) bottom and ceil(T/4) top frames
+        (``norm``: see ``encoder_input``)."""
         t = mel.shape[-1]
         if t < 1:
             raise ValueError("cannot encode an empty mel")
-        enc = self.encode_normalized(F.pad(self.normalize(mel), (0, -t % STRIDE)))
+        enc = self.encode_normalized(F.pad(self.encoder_input(mel, norm), (0, -t % STRIDE)))
         tb, tt = self.code_lengths(t)
         return Encoded(_crop_output(enc.top, tt), _crop_output(enc.bottom, tb), enc.prequant[..., :tb])
 
     @torch.no_grad()
-    def tract_fit(self, mel: torch.Tensor, factors: torch.Tensor, f_min: float, f_max: float) -> torch.Tensor:
+    def tract_fit(self, mel: torch.Tensor, factors: torch.Tensor, f_min: float, f_max: float,
+                  norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """How well each frequency stretch of one utterance fits the bottom codebook: (1, n_mels, T)
         log-mel, (K,) factors -> (K,) relative quantisation errors, the sum over the utterance of
         ||z - q||^2 over that of ||z||^2 (z the bottom encoder's output, q its nearest code).
@@ -213,7 +245,9 @@ class VQVAE2(nn.Module):
         if mel.shape[0] != 1:
             raise ValueError(f"tract_fit takes one utterance, got a batch of {mel.shape[0]}")
         warped = warp_frequency(mel.expand(len(factors), -1, -1), factors, f_min, f_max)
-        enc = self.encode(warped)
+        if norm is not None:
+            norm = tuple(t.expand(len(factors), -1) for t in norm)
+        enc = self.encode(warped, norm)
         z, q = enc.prequant.float(), enc.bottom.quantized.float()
         return ((z - q) ** 2).sum((1, 2)) / (z ** 2).sum((1, 2)).clamp_min(1e-12)
 
@@ -249,9 +283,11 @@ class VQVAE2(nn.Module):
         return self.decode(top, bottom, speaker, num_frames)
 
     # ------------------------------------------------------------------ training forward
-    def forward(self, mel: torch.Tensor, speaker: torch.Tensor) -> VQVAE2Output:
-        """Encode ``mel`` and reconstruct it from its codes and the speaker."""
-        enc = self.encode(mel)
+    def forward(self, mel: torch.Tensor, speaker: torch.Tensor,
+                norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> VQVAE2Output:
+        """Encode ``mel`` (``norm``: see ``encoder_input``; by default the training speaker's own
+        statistics) and reconstruct it from its codes and the speaker."""
+        enc = self.encode(mel, norm if norm is not None else self.speaker_norm_of(speaker))
         recon = self.decode(enc.top.quantized, enc.bottom.quantized, speaker, mel.shape[-1])
         recon_loss = F.l1_loss(self.normalize(recon), self.normalize(mel))
         cpc = self.cpc(enc.bottom.quantized) if self.cpc is not None else None
@@ -279,7 +315,7 @@ class VQVAE2(nn.Module):
         for p in params:
             p.requires_grad_(False)
         try:
-            again = self.encode(converted)
+            again = self.encode(converted, self.speaker_norm_of(target))
         finally:
             for p in params:
                 p.requires_grad_(True)

@@ -50,6 +50,48 @@ def wav_to_logmel(path: str | os.PathLike, spec: FeatureSpec) -> np.ndarray:
     return logmel(read_wav(path, spec.sample_rate), spec)
 
 
+def mel_statistics(mels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin mean and standard deviation over all frames (float64 accumulation): the training
+    set's normalisation that unit systems and vocoders keep in their checkpoints."""
+    total = sum(m.shape[1] for m in mels)
+    mean = sum(m.astype(np.float64).sum(1) for m in mels) / total
+    var = sum(((m.astype(np.float64) - mean[:, None]) ** 2).sum(1) for m in mels) / total
+    return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
+
+
+class MelMoments:
+    """Per-bin frame count, sum and sum of squares of log-mels (float64), added up file by file
+    (also across worker processes): one speaker's statistics for ``VQVAE2Config.speaker_norm``."""
+
+    def __init__(self, frames: int = 0, total: np.ndarray | float = 0.0, squares: np.ndarray | float = 0.0):
+        self.frames, self.total, self.squares = frames, total, squares
+
+    @classmethod
+    def of(cls, mel: np.ndarray) -> "MelMoments":
+        x = np.asarray(mel, dtype=np.float64)
+        return cls(x.shape[1], x.sum(1), (x * x).sum(1))
+
+    def __add__(self, other: "MelMoments") -> "MelMoments":
+        return MelMoments(self.frames + other.frames, self.total + other.total, self.squares + other.squares)
+
+    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std), float32 (n_mels,) each."""
+        if self.frames < 1:
+            raise ValueError("no frames to take statistics of")
+        mean = self.total / self.frames
+        var = np.maximum(self.squares / self.frames - mean * mean, 0.0)
+        return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
+
+
+def speaker_statistics(mels, speakers) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """speaker -> (mean, std) per bin over all frames of that speaker's mels (``speakers[i]`` is
+    the speaker of ``mels[i]``)."""
+    moments: dict[str, MelMoments] = {}
+    for mel, speaker in zip(mels, speakers):
+        moments[speaker] = moments.get(speaker, MelMoments()) + MelMoments.of(mel)
+    return {speaker: m.mean_std() for speaker, m in moments.items()}
+
+
 # ============================================================================ HDF5 feature dump
 #
 # One file per language, ``<out>/<language>.h5``. Every wav of the dataset is one float32

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 from pipeline.contract.dataset import Dataset
 from pipeline.contract.names import ALL_SPLITS
 from pipeline.core.errors import UserError
-from pipeline.features import FeatureStore, dump_features, feature_spec, open_feature_dir, wav_to_logmel
+from pipeline.features import (FeatureStore, MelMoments, dump_features, feature_spec, mel_statistics, open_feature_dir,
+                               speaker_statistics, wav_to_logmel)
 from pipeline.stages.features import features_command
 from tests.fixtures_config import SPEC
 
@@ -132,3 +133,20 @@ def test_command_writes_and_reports(small_dataset, tmp_path):
     result = runner.invoke(features_command, ["--help"])
     for option in ("--dataset", "--out", "--config", "--language", "--jobs", "--force"):
         assert option in result.output
+
+
+def test_speaker_statistics_pool_each_speakers_frames():
+    rng = np.random.default_rng(0)
+    mels = [(rng.normal(size=(80, n)) * scale + offset).astype(np.float32)
+            for n, scale, offset in ((30, 1.0, -4.0), (17, 2.0, 1.0), (45, 0.5, -1.0))]
+    stats = speaker_statistics(mels, ["A", "B", "A"])
+    pooled = np.concatenate([mels[0], mels[2]], 1).astype(np.float64)
+    assert set(stats) == {"A", "B"}
+    assert np.allclose(stats["A"][0], pooled.mean(1), atol=1e-5)
+    assert np.allclose(stats["A"][1], pooled.std(1), atol=1e-5)
+    # the one-pass moments agree with the two-pass training statistics, in any order of adding
+    assert np.allclose(stats["B"][1], mel_statistics([mels[1]])[1], atol=1e-5)
+    a, b = MelMoments.of(mels[0]) + MelMoments.of(mels[2]), MelMoments.of(mels[2]) + MelMoments.of(mels[0])
+    assert np.allclose(a.mean_std()[0], b.mean_std()[0]) and a.frames == 75
+    with pytest.raises(ValueError):
+        MelMoments().mean_std()

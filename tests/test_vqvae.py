@@ -212,6 +212,43 @@ def test_normalisation_statistics_travel_in_the_state_dict():
     assert torch.allclose(other.denormalize(other.normalize(x)), x, atol=1e-6)
 
 
+def _own_stats(mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return mel.mean(-1), mel.std(-1, unbiased=False)
+
+
+def test_speaker_norm_makes_the_codes_blind_to_a_recording_channel():
+    """A channel (a gain and an offset per mel band) changes every frame of a speaker alike; with
+    speaker_norm each speaker is standardised by its own statistics, so the codes stay the same."""
+    mel = torch.randn(1, 80, 40)
+    channel = mel * torch.linspace(0.5, 2.0, 80)[None, :, None] + torch.linspace(-3.0, 1.0, 80)[None, :, None]
+    torch.manual_seed(0)
+    model = VQVAE2(dataclasses.replace(SMALL, speaker_norm=True)).eval()
+    a, b = model.encode(mel, _own_stats(mel)), model.encode(channel, _own_stats(channel))
+    assert torch.equal(a.bottom.ids, b.bottom.ids) and torch.equal(a.top.ids, b.top.ids)
+    assert torch.allclose(a.prequant, b.prequant, atol=1e-4)
+    # without statistics each item is standardised by its own, here the same thing
+    assert torch.equal(model.encode(channel).bottom.ids, b.bottom.ids)
+    torch.manual_seed(0)
+    plain = VQVAE2(SMALL).eval()
+    assert not torch.allclose(plain.encode(mel).prequant, plain.encode(channel).prequant, atol=1e-2)
+
+
+def test_training_speakers_are_encoded_with_their_own_statistics():
+    torch.manual_seed(0)
+    model = VQVAE2(dataclasses.replace(SMALL, speaker_norm=True)).eval()
+    mean, std = torch.randn(3, 80), torch.rand(3, 80) + 0.5
+    model.set_speaker_normalization(mean, std)
+    other = VQVAE2(dataclasses.replace(SMALL, speaker_norm=True))
+    other.load_state_dict(model.state_dict())
+    mel, spk = torch.randn(2, 80, 16), torch.tensor([2, 0])
+    with torch.no_grad():
+        out = model(mel, spk)
+        expected = model.encode(mel, (mean[spk], std[spk]))
+    assert torch.equal(out.encoded.bottom.ids, expected.bottom.ids)
+    assert torch.allclose(other.speaker_norm_of(spk)[1], std[spk])
+    assert VQVAE2(SMALL).speaker_norm_of(spk) is None
+
+
 # ---------------------------------------------------------------- training on the tiny corpus
 def _history(ckpt_path):
     return [json.loads(line) for line in (ckpt_path.parent / "history.jsonl").read_text().splitlines()]

@@ -124,6 +124,7 @@ class VQVAEModel(Section):
     cpc_context: int = key(ge=1, le=MAX_WIDTH)
     classifier_hidden: int = key(ge=0, le=MAX_WIDTH)  # log-mel speaker classifier for the self-cycle (0 = none)
     decoder_blocks: int = key(ge=0, le=MAX_GEOMETRIC)  # dilated residual blocks of the decoder (0 = res_blocks plain ones)
+    speaker_norm: bool = key()                    # encoders read each speaker's own standardised log-mel
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pipeline.core.pool import parallel_map
 from pipeline.core.runtime import pick_device, set_threads
 from pipeline.core.stamp import StampBook, file_identity, fingerprint
 from pipeline.features import check_spec
+from pipeline.systems.encoding import speaker_stats_of_files
 from pipeline.systems.vocoders import VOCODERS, GriffinLimVocoder, MelGANVocoder
 from pipeline.systems.unit_systems import load_unit_system, supports_reference
 
@@ -68,6 +69,11 @@ class Converter:
                             f"not trained on it (known target voices: {', '.join(known[:8])}{more})")
 
     @property
+    def speaker_norm(self) -> bool:
+        """Whether the unit system encodes a source with its speaker's statistics (``convert``'s ``stats``)."""
+        return bool(getattr(self.vqvae, "speaker_norm", False))
+
+    @property
     def one_shot(self) -> bool:
         """Whether this converter can speak in the voice of a reference utterance."""
         return supports_reference(self.vqvae)
@@ -80,10 +86,11 @@ class Converter:
         return self.vqvae.reference_embedding(audio, name)
 
     def convert(self, audio: np.ndarray, target: str | None = None, reference: np.ndarray | None = None,
-                name: str = "the audio") -> np.ndarray:
+                name: str = "the audio", stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """16 kHz float audio -> the same content in the target voice (a name) or in the voice of
         ``reference`` (an embedding from ``reference_voice``), same number of samples. ``name``
-        (the utterance) is what an error names."""
+        (the utterance) is what an error names; ``stats``, the source speaker's log-mel statistics
+        for a unit system with ``speaker_norm`` (None: the audio's own)."""
         if (target is None) == (reference is None):
             raise UserError("give exactly one of a target voice or a reference voice")
         if target is not None:
@@ -91,7 +98,8 @@ class Converter:
         audio = np.asarray(audio, dtype=np.float32)
         if audio.size == 0:
             raise UserError("cannot convert empty audio")
-        units = self.vqvae.encode_source(audio, self.tract_search)
+        units = (self.vqvae.encode_source(audio, self.tract_search, stats) if self.speaker_norm
+                 else self.vqvae.encode_source(audio, self.tract_search))
         mel = torch.as_tensor(self.vqvae.decode_units(units, target if target is not None else reference))
         return self._render(mel, len(audio), name)
 
@@ -135,11 +143,23 @@ def _load_converter(recipe: tuple) -> None:
     _WORKER["converter"] = Converter(*recipe)
 
 
-def _convert_line(task: tuple[str, str, int, str]) -> str:
-    source, target, sample_rate, out = task
+def _convert_line(task: tuple[str, str, int, str, tuple | None]) -> str:
+    source, target, sample_rate, out, stats = task
     converter: Converter = _WORKER["converter"]
-    write_wav(out, converter.convert(read_wav(source, sample_rate), target, name=source), sample_rate)
+    write_wav(out, converter.convert(read_wav(source, sample_rate), target, name=source, stats=stats), sample_rate)
     return out
+
+
+def source_speaker_stats(dataset: Dataset, lines: list[SynthesisLine], spec: FeatureSpec, progress: bool = True,
+                         jobs: int = 1) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Source speaker -> log-mel statistics over that speaker's test/ wavs and synthesis sources
+    (for a unit system with ``speaker_norm``)."""
+    wanted = {line.source.speaker for line in lines}
+    utts = {u.path: u for u in dataset.utterances("test", required=False) if u.speaker in wanted}
+    utts.update({line.source.path: line.source for line in lines})
+    paths = sorted(utts)
+    stats = speaker_stats_of_files(paths, spec, jobs, progress)
+    return {utts[p].speaker: s for p, s in zip(paths, stats)}
 
 
 def convert_synthesis(dataset: Dataset, out_dir: str | os.PathLike, converter: Converter, progress: bool = True,
@@ -158,12 +178,14 @@ def convert_synthesis(dataset: Dataset, out_dir: str | os.PathLike, converter: C
     stamps = StampBook(out_dir)
     if keep_stamps:
         stamps.save()   # marks the folder as the convert stage's before the first wav (pipeline.core.outputs)
+    stats = source_speaker_stats(dataset, lines, converter.spec, progress, jobs) if converter.speaker_norm else {}
     tasks, fps = [], {}
     for line in lines:
         out = out_dir / line.output_name
         fps[out.name] = fingerprint(converter.identity, file_identity(line.source.path), targets[line.voice])
         if not (skip_up_to_date and stamps.is_up_to_date(out.name, fps[out.name])):
-            tasks.append((str(line.source.path), targets[line.voice], converter.spec.sample_rate, str(out)))
+            tasks.append((str(line.source.path), targets[line.voice], converter.spec.sample_rate, str(out),
+                          stats.get(line.source.speaker)))
     if jobs <= 1 or len(tasks) <= 1:
         _WORKER["converter"] = converter
         done = list(parallel_map(_convert_line, tasks, 1, desc=f"convert {dataset.language}", unit="utt",

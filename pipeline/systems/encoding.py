@@ -14,13 +14,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from models.featurespec import FeatureSpec
+from pipeline.contract.dataset import speaker_of
 from pipeline.core.audio import read_wav
+from pipeline.core.checkpoint import load_checkpoint
 from pipeline.core.schema import MAX_CODES
 from pipeline.core.errors import UserError
 from pipeline.core.io import atomic_path
 from pipeline.core.pool import run_batches
 from pipeline.core.runtime import set_threads
-from pipeline.features import logmel
+from pipeline.features import MelMoments, logmel
 from pipeline.systems.unit_systems import load_unit_system
 from pipeline.systems.vqvae import Units
 
@@ -34,11 +37,39 @@ def _load(checkpoint: str, device: str) -> None:
     _WORKER["system"] = load_unit_system(checkpoint, device)
 
 
-def _encode_batch(batch: list[tuple[Any, str, Callable]]) -> list[Any]:
+def _encode_batch(batch: list[tuple[Any, str, Callable, Any]]) -> list[Any]:
     system = _WORKER["system"]
-    mels = [logmel(read_wav(path, system.spec.sample_rate), system.spec) for _, path, _ in batch]
-    units = system.encode_mels(mels)
-    return [sink(key, u) for (key, _, sink), u in zip(batch, units)]
+    mels = [logmel(read_wav(path, system.spec.sample_rate), system.spec) for _, path, _, _ in batch]
+    if getattr(system, "speaker_norm", False):
+        units = system.encode_mels(mels, stats=[stats for *_, stats in batch])
+    else:
+        units = system.encode_mels(mels)
+    return [sink(key, u) for (key, _, sink, _), u in zip(batch, units)]
+
+
+def _file_moments(batch: list[tuple[str, FeatureSpec]]) -> list[MelMoments]:
+    return [MelMoments.of(logmel(read_wav(path, spec.sample_rate), spec)) for path, spec in batch]
+
+
+def speaker_stats_of_files(paths: Sequence[str | os.PathLike], spec: FeatureSpec, jobs: int = 1,
+                           progress: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each wav, the log-mel statistics (per-bin mean, std) of its speaker over all of that
+    speaker's wavs among ``paths``. The speaker is the file name's prefix before the first ``_``
+    (the ZeroSpeech naming, ``S002_0379088085.wav``); a name without one is a speaker of its own."""
+    moments = run_batches(_file_moments, [(str(p), spec) for p in paths], jobs, batch_size=BATCH_FILES,
+                          desc="speaker statistics", unit="utt", progress=progress, start="spawn")
+    speakers = [speaker_of(Path(p).stem) for p in paths]
+    totals: dict[str, MelMoments] = {}
+    for speaker, m in zip(speakers, moments):
+        totals[speaker] = totals.get(speaker, MelMoments()) + m
+    stats = {speaker: m.mean_std() for speaker, m in totals.items()}
+    return [stats[speaker] for speaker in speakers]
+
+
+def _speaker_norm_spec(checkpoint: str | os.PathLike) -> FeatureSpec | None:
+    """The feature spec of a unit system whose encoders read speaker-standardised log-mels, else None."""
+    meta = load_checkpoint(checkpoint)["meta"]
+    return FeatureSpec.from_dict(meta["feature_spec"]) if meta.get("model", {}).get("speaker_norm") else None
 
 
 def encode_wavs(checkpoint: str | os.PathLike, items: Sequence[tuple[Any, str | os.PathLike]],
@@ -46,10 +77,15 @@ def encode_wavs(checkpoint: str | os.PathLike, items: Sequence[tuple[Any, str | 
                 desc: str = "encoding") -> list[Any]:
     """``sink(key, units)`` for every ``(key, wav path)``; returns the sinks' results in order.
     ``sink`` runs where the encoding ran (a worker process when ``jobs`` > 1): it writes files or
-    returns something small. Bad audio is one UserError naming the file."""
-    tasks = [(key, str(path), sink) for key, path in items]
-    if not tasks:
+    returns something small. Bad audio is one UserError naming the file. A system with
+    ``speaker_norm`` encodes every wav with its speaker's statistics over the wavs given
+    (``speaker_stats_of_files``): pass all of a speaker's wavs in one call."""
+    if not items:
         return []
+    spec = _speaker_norm_spec(checkpoint)
+    stats = (speaker_stats_of_files([path for _, path in items], spec, jobs, progress) if spec is not None
+             else [None] * len(items))
+    tasks = [(key, str(path), sink, s) for (key, path), s in zip(items, stats)]
     # spawn: this process may already run torch with OpenMP threads, which a fork can deadlock
     return run_batches(_encode_batch, tasks, jobs, batch_size=BATCH_FILES, desc=desc, unit="utt",
                        progress=progress, initializer=_load, initargs=(str(checkpoint), device), start="spawn")

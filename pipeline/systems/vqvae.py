@@ -91,14 +91,26 @@ class VQVAE:
             raise UserError(f"expected a log-mel of shape ({self.spec.n_mels}, frames >= 1), got {mel.shape}")
         return mel
 
+    @property
+    def speaker_norm(self) -> bool:
+        """Whether the encoders read each speaker's own standardised log-mel: encode a speaker's
+        files with that speaker's statistics (``speaker_stats``, ``encoding.encode_wavs``)."""
+        return bool(self.model.cfg.speaker_norm)
+
     @torch.no_grad()
-    def encode_mels(self, mels: list[np.ndarray], tract_search: float = 0.0) -> list[Units]:
+    def encode_mels(self, mels: list[np.ndarray], tract_search: float = 0.0,
+                    stats: list[tuple[np.ndarray, np.ndarray] | None] | None = None) -> list[Units]:
         """(n_mels, T) log-mels -> Units, in order; equal padded lengths share a forward pass.
         ``tract_search`` > 0 encodes each mel in the stretch a tract search of that range picks
-        (``normalize_tract``; conversion sources only, see ``encode_source``)."""
+        (``normalize_tract``; conversion sources only, see ``encode_source``). With
+        ``speaker_norm``, ``stats[i]`` is the (mean, std) of the speaker of ``mels[i]``
+        (``pipeline.features.speaker_statistics``); a mel without them is standardised by its own."""
         mels = [self._check_mel(m) for m in mels]
+        norms = [self._norm(s) for s in (stats if stats is not None else [None] * len(mels))]
+        if len(norms) != len(mels):
+            raise ValueError(f"{len(mels)} mels but {len(norms)} statistics")
         if tract_search > 0:
-            mels = [self.normalize_tract(m, tract_search)[0] for m in mels]
+            mels = [self.normalize_tract(m, tract_search, n)[0] for m, n in zip(mels, norms)]
         out: list[Units | None] = [None] * len(mels)
         groups: dict[int, list[int]] = {}
         for i, mel in enumerate(mels):
@@ -110,15 +122,25 @@ class VQVAE:
                 batch = np.zeros((len(chunk), self.spec.n_mels, padded), dtype=np.float32)
                 for row, i in enumerate(chunk):
                     # pad the encoder input with zeros, exactly as the model pads inside
-                    norm = self.model.normalize(torch.from_numpy(mels[i])[None])[0].numpy()
+                    norm = self.model.encoder_input(torch.from_numpy(mels[i])[None], norms[i])[0].numpy()
                     batch[row, :, :mels[i].shape[1]] = norm
                 enc = self.model.encode_normalized(torch.from_numpy(batch).to(self.device))
                 for row, i in enumerate(chunk):
                     out[i] = self._units(enc, row, mels[i].shape[1])
         return out
 
+    def _norm(self, stats: tuple[np.ndarray, np.ndarray] | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Speaker statistics as the model's ``norm`` (1, n_mels) tensors; None without ``speaker_norm``."""
+        if not self.speaker_norm or stats is None:
+            return None
+        mean, std = (torch.as_tensor(np.asarray(a, dtype=np.float32)).reshape(1, -1) for a in stats)
+        if mean.shape[1] != self.spec.n_mels or std.shape[1] != self.spec.n_mels:
+            raise UserError(f"speaker statistics of {mean.shape[1]} bands for a {self.spec.n_mels}-band model")
+        return mean, std
+
     @torch.no_grad()
-    def normalize_tract(self, mel: np.ndarray, search: float) -> tuple[np.ndarray, float]:
+    def normalize_tract(self, mel: np.ndarray, search: float,
+                        norm: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[np.ndarray, float]:
         """(n_mels, T) log-mel -> (the mel the encoder sees, its stretch factor): with ``search`` > 0
         (``conversion.tract_search``) the stretch in [1/(1+search), 1+search] whose encoding fits
         the codebook best (``VQVAE2.tract_fit``), else the mel itself and 1."""
@@ -127,7 +149,7 @@ class VQVAE:
             return mel, 1.0
         x = torch.from_numpy(mel)[None].to(self.device)
         per_pass = max(1, MAX_BATCH_FRAMES // mel.shape[1])
-        errors = torch.cat([self.model.tract_fit(x, factors[i:i + per_pass], self.spec.f_min, self.spec.f_max).cpu()
+        errors = torch.cat([self.model.tract_fit(x, factors[i:i + per_pass], self.spec.f_min, self.spec.f_max, norm).cpu()
                             for i in range(0, len(factors), per_pass)])
         best = factors[int(errors.argmin())]
         if float(best) == 1.0:
@@ -145,21 +167,24 @@ class VQVAE:
     def encode_mel(self, mel: np.ndarray) -> Units:
         return self.encode_mels([mel])[0]
 
-    def encode_audio(self, audio: np.ndarray, tract_search: float = 0.0) -> Units:
-        """Float audio at ``spec.sample_rate`` (peak-normalised inside, like the features) -> Units."""
+    def encode_audio(self, audio: np.ndarray, tract_search: float = 0.0,
+                     stats: tuple[np.ndarray, np.ndarray] | None = None) -> Units:
+        """Float audio at ``spec.sample_rate`` (peak-normalised inside, like the features) -> Units
+        (``stats``: its speaker's, see ``encode_mels``)."""
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim != 1 or audio.size == 0:
             raise UserError(f"expected non-empty mono audio, got shape {audio.shape}")
         if not np.all(np.isfinite(audio)):
             raise UserError("audio contains NaN or infinite samples")
-        return self.encode_mels([logmel(audio, self.spec)], tract_search)[0]
+        return self.encode_mels([logmel(audio, self.spec)], tract_search, [stats])[0]
 
-    def encode_source(self, audio: np.ndarray, tract_search: float = 0.0) -> Units:
+    def encode_source(self, audio: np.ndarray, tract_search: float = 0.0,
+                      stats: tuple[np.ndarray, np.ndarray] | None = None) -> Units:
         """The units a conversion decodes: the source encoded in the stretch that fits the codebook
         best within ``tract_search`` (``conversion.tract_search``; 0: the source as it is). Unit
         files, ``zs2020 encode`` and the ``units`` tools encode without it: on the demo's short ABX
         excerpts it cost 1.9 points of ABX (docs/results/tract_search.md)."""
-        return self.encode_audio(audio, tract_search)
+        return self.encode_audio(audio, tract_search, stats)
 
     def encode_wav(self, path: str | os.PathLike) -> Units:
         return self.encode_audio(read_wav(path, self.spec.sample_rate))
@@ -188,7 +213,11 @@ class VQVAE:
         training input; ``audio`` is unused here, the VQMIVC takes its pitch from it). The mel is
         a training speaker's, inside the range the codebook was learnt on, so it is encoded
         without the tract search (it stretched 11 and 12 of V002's 80 utterances in two demo runs)."""
-        return self.decode_units(self.encode_mel(mel), speaker)
+        stats = None
+        if self.speaker_norm:
+            i = self.speaker_id(speaker)
+            stats = (self.model.speaker_mean[i].cpu().numpy(), self.model.speaker_std[i].cpu().numpy())
+        return self.decode_units(self.encode_mels([mel], stats=[stats])[0], speaker)
 
     # ------------------------------------------------------------------ self-description
     AUX_DESCRIPTIONS = [
@@ -207,7 +236,10 @@ class VQVAE:
                 f"({m.num_speakers} training speakers); for synthesis the units of the source are decoded with "
                 f"the target voice's embedding into a mel spectrogram, rendered by {vocoder}. Unit files hold the "
                 f"bottom-level code vectors, one line per {2 * hop_ms:g} ms. Trained {self.step} VQ-VAE steps "
-                f"with the zs2020 pipeline, no external data.")
+                f"with the zs2020 pipeline, no external data."
+                + (" The encoders read each speaker's log-mel standardised by that speaker's per-band mean and "
+                   "standard deviation (test speakers: over their test files, speaker = file name prefix)."
+                   if self.speaker_norm else ""))
 
     def hyperparameters(self) -> dict:
         config = self.config    # the plain config stored in the checkpoint

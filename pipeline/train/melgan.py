@@ -63,11 +63,11 @@ from pipeline.core.runtime import (ThreadGovernor, autocast, on_rank_zero, pick_
                                    together, wrap_ddp)
 from pipeline.core.stamp import fingerprint
 from pipeline.core.training import Diverged, TrainLoop, claimed_run
-from pipeline.features import open_feature_dir, prepare_audio
+from pipeline.features import mel_statistics, open_feature_dir, prepare_audio
 from pipeline.systems.vocoders import KIND
 from pipeline.systems.unit_systems import load_unit_system
 from pipeline.systems.vqvae import VQVAE
-from pipeline.train.vqvae import mel_statistics, model_config, unit_objective
+from pipeline.train.vqvae import model_config, set_speaker_normalization, unit_objective
 
 # Keys that may change without invalidating a run (more steps extends it; logging is cosmetic).
 _RESUMABLE_KEYS = ("steps", "checkpoint_every", "log_every", "validate_every", "num_samples", "sample_frames")
@@ -389,6 +389,8 @@ def joint_unit_model(items: list[VoiceUtterance], speakers: dict[str, int], spec
     model = VQVAE2(model_config(config, len(speakers), spec.n_mels))
     mean, std = mel_statistics([u.mel for u in items])
     model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
+    if model.cfg.speaker_norm:
+        set_speaker_normalization(model, [u.mel for u in items], [speakers[u.speaker] for u in items])
     model.to(device).train()
     meta = {"speakers": dict(speakers), "feature_spec": spec.to_dict(), "model": dataclasses.asdict(model.cfg),
             "languages": list(config.vqvae.languages)}

@@ -46,11 +46,10 @@ from pipeline.core.runtime import (ThreadGovernor, autocast, average_gradients, 
 from pipeline.core.stamp import fingerprint
 from pipeline.core.threads import pool_size
 from pipeline.core.training import TrainLoop, claimed_run
-from pipeline.features import feature_spec, open_feature_dir
+from pipeline.features import feature_spec, mel_statistics, open_feature_dir
 from pipeline.pitch import PITCH_CEILING_HZ, PITCH_FLOOR_HZ, pitch_features
 from pipeline.systems.vqmivc import KIND
-from pipeline.train.vqvae import (GRAD_CLIP, TrainingData, fingerprinted_schedule, learning_rate, load_training_data,
-                                  mel_statistics)
+from pipeline.train.vqvae import GRAD_CLIP, TrainingData, fingerprinted_schedule, learning_rate, load_training_data
 
 # estimator name -> (loss weight key, metric suffix)
 MI_TERMS = {"content_speaker": ("mi_content_speaker", "cs"), "content_pitch": ("mi_content_pitch", "cp"),

@@ -30,7 +30,7 @@ from pipeline.core.runtime import (ThreadGovernor, autocast, on_rank_zero, pick_
                                    together, unwrap, wrap_ddp)
 from pipeline.core.stamp import fingerprint
 from pipeline.core.training import TrainLoop, claimed_run
-from pipeline.features import feature_spec, open_feature_dir
+from pipeline.features import feature_spec, mel_statistics, open_feature_dir, speaker_statistics
 from pipeline.systems.vqvae import KIND
 
 # Settings that change only logging, never the trained weights: not part of the resume fingerprint.
@@ -81,12 +81,14 @@ def load_training_data(features_dir, config: Config) -> tuple[TrainingData, list
     return TrainingData(keys, mels, speakers, speaker_map, val_idx, train_idx), fingerprints
 
 
-def mel_statistics(mels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-bin mean and standard deviation over all frames (float64 accumulation)."""
-    total = sum(m.shape[1] for m in mels)
-    mean = sum(m.astype(np.float64).sum(1) for m in mels) / total
-    var = sum(((m.astype(np.float64) - mean[:, None]) ** 2).sum(1) for m in mels) / total
-    return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
+def set_speaker_normalization(model: VQVAE2, mels: list[np.ndarray], speakers) -> None:
+    """Each training speaker's per-bin statistics over ``mels`` (``speakers``: their speaker ids)
+    into the model (``VQVAE2Config.speaker_norm``); a speaker without utterances there keeps 0 / 1."""
+    stats = speaker_statistics(mels, [int(s) for s in speakers])
+    mean, std = model.speaker_mean.clone(), model.speaker_std.clone()
+    for speaker, (m, s) in stats.items():
+        mean[speaker], std[speaker] = torch.from_numpy(m), torch.from_numpy(s)
+    model.set_speaker_normalization(mean, std)
 
 
 def model_config(config: Config, num_speakers: int, n_mels: int) -> VQVAE2Config:
@@ -138,6 +140,8 @@ def _train(features_dir, out_dir: Path, config: Config, force: bool, progress: b
                                   3 * step_macs(model, tcfg.batch_size * tcfg.segment_frames), log=log)
         mean, std = mel_statistics([data.mels[i] for i in data.train_idx])
         model.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
+        if cfg.speaker_norm:
+            set_speaker_normalization(model, [data.mels[i] for i in data.train_idx], data.speakers[data.train_idx])
         model.to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
         meta = {"speakers": data.speaker_map, "feature_spec": spec.to_dict(), "model": dataclasses.asdict(cfg),
