@@ -156,3 +156,23 @@ def test_conversion_settings_are_overrides_of_the_run_without_retraining(tiny_ru
     result = runner.invoke(main, ["convert", "--run", str(tiny_run), "--source", str(source), "--target", "V001",
                                   "--out", str(tmp_path / "x.wav"), "conversion.tract_search=2"])
     assert result.exit_code == 1 and "conversion.tract_search" in result.output and result.output.count("\n") == 1
+
+
+def test_synthesis_sources_are_encoded_with_their_speakers_statistics(converter, tiny_corpus, tmp_path):
+    from pipeline.features import speaker_statistics, wav_to_logmel
+    from pipeline.systems.converter import convert_synthesis, source_speaker_stats
+    dataset = Dataset(tiny_corpus)
+    lines = dataset.synthesis()
+    assert converter.speaker_norm
+    stats = source_speaker_stats(dataset, lines, converter.spec, progress=False)
+    assert set(stats) == {line.source.speaker for line in lines}
+    line = lines[0]
+    own = sorted({u.path for u in dataset.utterances("test") if u.speaker == line.source.speaker} | {line.source.path})
+    expected = speaker_statistics([wav_to_logmel(p, converter.spec) for p in own], [line.source.speaker] * len(own))
+    np.testing.assert_allclose(stats[line.source.speaker][0], expected[line.source.speaker][0], atol=1e-5)
+    convert_synthesis(dataset, tmp_path, converter, progress=False, keep_stamps=False)
+    written, _ = sf.read(str(tmp_path / line.output_name), dtype="float32")
+    audio = line.source.read()
+    with_stats = converter.convert(audio, f"{line.voice}", stats=stats[line.source.speaker])
+    assert np.abs(written - with_stats).max() < 1e-4      # the 16-bit file of the same conversion
+    assert np.abs(converter.convert(audio, f"{line.voice}") - with_stats).max() > 1e-3   # not its own statistics

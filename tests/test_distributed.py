@@ -15,7 +15,8 @@ steep near silence) - less than one process on 2 threads instead of 1 drifts fro
 same 4 steps (5e-3). With the VQ-VAE-2 in the vocoder's loop (joint) that drift reaches its
 encoder, nearest-code choices within rounding of a tie flip (a few top-level frames), and
 the EMA codebooks move apart (1e-2): they are left out there, the parameters agree to 1.5e-3. The
-metrics of every step agree to 5e-5 (relative; joint 3e-4 after the flip) all the same, but for the
+metrics of every step agree to 5e-5 (relative; joint 2e-3 after the flip, its encoder reading
+speaker-standardised mels) all the same, but for the
 CPC accuracy, whose ties between equal codes are broken by rounding too.
 """
 from __future__ import annotations
@@ -44,7 +45,7 @@ SPAWN_TIMEOUT = 240
 # Weights of a 2-rank run against 1 process: one step agrees to ~1e-7; Adam turns gradient sums in
 # another order into differences that grow with the steps (most in MelGAN's generator).
 ATOL = {"vqvae2": 1e-5, "vqmivc": 1e-5, "melgan": 2e-3, "joint": 5e-3}
-METRIC_RTOL = {"vqvae2": 1e-4, "vqmivc": 1e-4, "melgan": 1e-4, "joint": 1e-3}
+METRIC_RTOL = {"vqvae2": 1e-4, "vqmivc": 1e-4, "melgan": 1e-4, "joint": 5e-3}
 TIE_BROKEN = {"cpc_acc", "val_cpc_acc", "vq_cpc_acc"}     # metrics left out (see the docstring)
 _UNIT = ("vqvae.train.checkpoint_every=2", "vqvae.train.log_every=1", "vqvae.train.val_max_utterances=2",
          "vqvae.quantizer.restart_every=3", f"vqvae.train.steps={STEPS}")   # a restart after the interruption

@@ -157,3 +157,25 @@ def test_tract_search_encodes_the_stretch_that_fits_the_codebook_best(vq, tiny_f
     np.testing.assert_array_equal(vq.encode_source(audio, 0.3).bottom_ids,
                                   vq.encode_mels([logmel(audio, spec)], tract_search=0.3)[0].bottom_ids)
     np.testing.assert_array_equal(vq.encode_source(audio).bottom_ids, vq.encode_audio(audio).bottom_ids)
+
+
+def _prequant(key, units):
+    return key, units.prequant
+
+
+def test_a_speakers_files_are_encoded_with_that_speakers_statistics(vq, tiny_vqvae, tiny_corpus):
+    from pipeline.features import speaker_statistics
+    from pipeline.systems.encoding import encode_wavs
+    assert vq.speaker_norm      # the tiny preset, like the demo, standardises each speaker
+    utts = Dataset(tiny_corpus).utterances("test")
+    speakers = sorted({u.speaker for u in utts})[:2]
+    utts = [u for u in utts if u.speaker in speakers]
+    assert len(utts) > len(speakers)
+    got = dict(encode_wavs(tiny_vqvae, [(u.key, u.path) for u in utts], _prequant, jobs=2, progress=False))
+    mels = [wav_to_logmel(u.path, vq.spec) for u in utts]
+    stats = speaker_statistics(mels, [u.speaker for u in utts])
+    for utt, units in zip(utts, vq.encode_mels(mels, stats=[stats[u.speaker] for u in utts])):
+        np.testing.assert_allclose(got[utt.key], units.prequant, atol=1e-4)
+    # a file encoded on its own is standardised by its own statistics, not its speaker's
+    alone = encode_wavs(tiny_vqvae, [(utts[0].key, utts[0].path)], _prequant, progress=False)[0][1]
+    assert np.abs(alone - got[utts[0].key]).max() > 1e-2

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
-from pipeline.contract.dataset import Dataset, wav_files
+from pipeline.contract.dataset import Dataset, speaker_of, wav_files
 from pipeline.contract.names import ALL_SPLITS, LANGUAGES
 from pipeline.contract.unitfile import write_units
 from pipeline.core.errors import UserError
 from pipeline.core.outputs import Input, claim_folder
 from pipeline.core.stamp import StampBook, file_identity, fingerprint
 from pipeline.core.threads import pool_size
-from pipeline.systems.encoding import encode_wavs, write_units_npz
+from pipeline.systems.encoding import encode_wavs, speaker_norm_spec, write_units_npz
 from pipeline.systems.vqvae import Units
 
 
@@ -41,6 +41,15 @@ def _sources(wavs, folder, dataset_root, split, language) -> list[tuple[str, Pat
     if len(set(stems)) != len(stems):
         raise UserError("two inputs have the same file name; outputs would overwrite each other")
     return items
+
+
+def speaker_groups(wavs: list[Path]) -> dict[Path, list]:
+    """wav -> the identities of every input wav of its speaker (the file name's prefix)."""
+    members: dict[str, list[Path]] = {}
+    for wav in wavs:
+        members.setdefault(speaker_of(wav.stem), []).append(wav)
+    identities = {speaker: [file_identity(w) for w in sorted(ws)] for speaker, ws in members.items()}
+    return {wav: identities[speaker_of(wav.stem)] for wav in wavs}
 
 
 def write_encoding(out_dir: str, fmt: str, stem: str, units: Units) -> str:
@@ -83,7 +92,10 @@ def encode_command(checkpoint, wavs, folder, dataset_root, split, language, out_
     Every output has exactly ceil(frames/2) rows for the bottom level (20 ms) and
     ceil(frames/4) top ids (40 ms): no padding. Unseen speakers are fine. Short files are
     encoded several per forward pass. A file whose stamp records the same wav and checkpoint
-    is skipped.
+    is skipped. A model trained with speaker normalisation (vqvae.model.speaker_norm) reads
+    each wav standardised by its speaker's statistics over all the inputs of that speaker,
+    the speaker being the file name's prefix before the first "_" (S002_0379088085.wav: S002,
+    as in the ZeroSpeech data): give all of a speaker's files in one call.
     """
     items = _sources(wavs, folder, dataset_root, split, language)
     if not checkpoint.is_file():
@@ -94,15 +106,18 @@ def encode_command(checkpoint, wavs, folder, dataset_root, split, language, out_
                                      Input("--dataset", dataset_root), *(Input("--wav", w) for w in wavs)])
     stamps = StampBook(out_dir)
     model_id = file_identity(checkpoint)
+    # a system with speaker normalisation encodes each wav with its speaker's statistics over all
+    # of that speaker's inputs: a file is out of date when any of them changes
+    group = speaker_groups([wav for _, wav in items]) if speaker_norm_spec(checkpoint) is not None else {}
     wanted = []
     for stem, wav in items:
-        fp = fingerprint(model_id, file_identity(wav), fmt)
+        fp = fingerprint(model_id, file_identity(wav), fmt, group.get(wav))
         if force or not stamps.is_up_to_date(f"{stem}.{fmt}", fp):
             wanted.append((stem, wav, fp))
     jobs = 1 if len(wanted) < 200 else pool_size(jobs or None, len(wanted))
     sink = functools.partial(write_encoding, str(out_dir), fmt)
     names = encode_wavs(checkpoint, [(stem, wav) for stem, wav, _ in wanted], sink, jobs=jobs, device=device,
-                        progress=not quiet, desc="encode")
+                        progress=not quiet, desc="encode", speaker_files=[wav for _, wav in items])
     for name, (_, _, fp) in zip(names, wanted):
         stamps.record(name, fp)
     stamps.save()

@@ -66,7 +66,7 @@ def speaker_stats_of_files(paths: Sequence[str | os.PathLike], spec: FeatureSpec
     return [stats[speaker] for speaker in speakers]
 
 
-def _speaker_norm_spec(checkpoint: str | os.PathLike) -> FeatureSpec | None:
+def speaker_norm_spec(checkpoint: str | os.PathLike) -> FeatureSpec | None:
     """The feature spec of a unit system whose encoders read speaker-standardised log-mels, else None."""
     meta = load_checkpoint(checkpoint)["meta"]
     return FeatureSpec.from_dict(meta["feature_spec"]) if meta.get("model", {}).get("speaker_norm") else None
@@ -74,17 +74,22 @@ def _speaker_norm_spec(checkpoint: str | os.PathLike) -> FeatureSpec | None:
 
 def encode_wavs(checkpoint: str | os.PathLike, items: Sequence[tuple[Any, str | os.PathLike]],
                 sink: Callable[[Any, Units], Any], jobs: int = 1, device: str = "cpu", progress: bool = True,
-                desc: str = "encoding") -> list[Any]:
+                desc: str = "encoding", speaker_files: Sequence[str | os.PathLike] | None = None) -> list[Any]:
     """``sink(key, units)`` for every ``(key, wav path)``; returns the sinks' results in order.
     ``sink`` runs where the encoding ran (a worker process when ``jobs`` > 1): it writes files or
     returns something small. Bad audio is one UserError naming the file. A system with
     ``speaker_norm`` encodes every wav with its speaker's statistics over the wavs given
-    (``speaker_stats_of_files``): pass all of a speaker's wavs in one call."""
+    (``speaker_stats_of_files``) over ``speaker_files``, by default the wavs of ``items``: give
+    all of a speaker's wavs."""
     if not items:
         return []
-    spec = _speaker_norm_spec(checkpoint)
-    stats = (speaker_stats_of_files([path for _, path in items], spec, jobs, progress) if spec is not None
-             else [None] * len(items))
+    spec = speaker_norm_spec(checkpoint)
+    stats = [None] * len(items)
+    if spec is not None:
+        paths = [str(path) for _, path in items]
+        pool = sorted(set(paths) | {str(p) for p in speaker_files or ()})
+        by_path = dict(zip(pool, speaker_stats_of_files(pool, spec, jobs, progress)))
+        stats = [by_path[p] for p in paths]
     tasks = [(key, str(path), sink, s) for (key, path), s in zip(items, stats)]
     # spawn: this process may already run torch with OpenMP threads, which a fork can deadlock
     return run_batches(_encode_batch, tasks, jobs, batch_size=BATCH_FILES, desc=desc, unit="utt",
