@@ -50,18 +50,10 @@ def wav_to_logmel(path: str | os.PathLike, spec: FeatureSpec) -> np.ndarray:
     return logmel(read_wav(path, spec.sample_rate), spec)
 
 
-def mel_statistics(mels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-bin mean and standard deviation over all frames (float64 accumulation): the training
-    set's normalisation that unit systems and vocoders keep in their checkpoints."""
-    total = sum(m.shape[1] for m in mels)
-    mean = sum(m.astype(np.float64).sum(1) for m in mels) / total
-    var = sum(((m.astype(np.float64) - mean[:, None]) ** 2).sum(1) for m in mels) / total
-    return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
-
-
 class MelMoments:
     """Per-bin frame count, sum and sum of squares of log-mels (float64), added up file by file
-    (also across worker processes): one speaker's statistics for ``VQVAE2Config.speaker_norm``."""
+    (also across worker processes): the training set's statistics, or one speaker's for
+    ``VQVAE2Config.speaker_norm``."""
 
     def __init__(self, frames: int = 0, total: np.ndarray | float = 0.0, squares: np.ndarray | float = 0.0):
         self.frames, self.total, self.squares = frames, total, squares
@@ -83,13 +75,24 @@ class MelMoments:
         return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
 
 
+def mel_statistics(mels) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin mean and standard deviation over all frames of ``mels``: the training set's
+    normalisation that unit systems and vocoders keep in their checkpoints."""
+    return sum((MelMoments.of(m) for m in mels), MelMoments()).mean_std()
+
+
+def grouped_statistics(moments, groups) -> dict:
+    """group -> (mean, std) per bin of the ``moments`` (``MelMoments``) added up by ``groups[i]``."""
+    totals: dict = {}
+    for group, m in zip(groups, moments):
+        totals[group] = totals.get(group, MelMoments()) + m
+    return {group: m.mean_std() for group, m in totals.items()}
+
+
 def speaker_statistics(mels, speakers) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """speaker -> (mean, std) per bin over all frames of that speaker's mels (``speakers[i]`` is
     the speaker of ``mels[i]``)."""
-    moments: dict[str, MelMoments] = {}
-    for mel, speaker in zip(mels, speakers):
-        moments[speaker] = moments.get(speaker, MelMoments()) + MelMoments.of(mel)
-    return {speaker: m.mean_std() for speaker, m in moments.items()}
+    return grouped_statistics((MelMoments.of(m) for m in mels), speakers)
 
 
 # ============================================================================ HDF5 feature dump

@@ -71,7 +71,7 @@ class Converter:
     @property
     def speaker_norm(self) -> bool:
         """Whether the unit system encodes a source with its speaker's statistics (``convert``'s ``stats``)."""
-        return bool(getattr(self.vqvae, "speaker_norm", False))
+        return self.vqvae.speaker_norm
 
     @property
     def one_shot(self) -> bool:
@@ -98,8 +98,7 @@ class Converter:
         audio = np.asarray(audio, dtype=np.float32)
         if audio.size == 0:
             raise UserError("cannot convert empty audio")
-        units = (self.vqvae.encode_source(audio, self.tract_search, stats) if self.speaker_norm
-                 else self.vqvae.encode_source(audio, self.tract_search))
+        units = self.vqvae.encode_source(audio, self.tract_search, stats)
         mel = torch.as_tensor(self.vqvae.decode_units(units, target if target is not None else reference))
         return self._render(mel, len(audio), name)
 

@@ -23,7 +23,7 @@ from pipeline.core.errors import UserError
 from pipeline.core.io import atomic_path
 from pipeline.core.pool import run_batches
 from pipeline.core.runtime import set_threads
-from pipeline.features import MelMoments, logmel
+from pipeline.features import MelMoments, grouped_statistics, logmel
 from pipeline.systems.unit_systems import load_unit_system
 from pipeline.systems.vqvae import Units
 
@@ -40,10 +40,7 @@ def _load(checkpoint: str, device: str) -> None:
 def _encode_batch(batch: list[tuple[Any, str, Callable, Any]]) -> list[Any]:
     system = _WORKER["system"]
     mels = [logmel(read_wav(path, system.spec.sample_rate), system.spec) for _, path, _, _ in batch]
-    if getattr(system, "speaker_norm", False):
-        units = system.encode_mels(mels, stats=[stats for *_, stats in batch])
-    else:
-        units = system.encode_mels(mels)
+    units = system.encode_mels(mels, stats=[stats for *_, stats in batch])
     return [sink(key, u) for (key, _, sink, _), u in zip(batch, units)]
 
 
@@ -59,10 +56,7 @@ def speaker_stats_of_files(paths: Sequence[str | os.PathLike], spec: FeatureSpec
     moments = run_batches(_file_moments, [(str(p), spec) for p in paths], jobs, batch_size=BATCH_FILES,
                           desc="speaker statistics", unit="utt", progress=progress, start="spawn")
     speakers = [speaker_of(Path(p).stem) for p in paths]
-    totals: dict[str, MelMoments] = {}
-    for speaker, m in zip(speakers, moments):
-        totals[speaker] = totals.get(speaker, MelMoments()) + m
-    stats = {speaker: m.mean_std() for speaker, m in totals.items()}
+    stats = grouped_statistics(moments, speakers)
     return [stats[speaker] for speaker in speakers]
 
 
@@ -78,9 +72,8 @@ def encode_wavs(checkpoint: str | os.PathLike, items: Sequence[tuple[Any, str | 
     """``sink(key, units)`` for every ``(key, wav path)``; returns the sinks' results in order.
     ``sink`` runs where the encoding ran (a worker process when ``jobs`` > 1): it writes files or
     returns something small. Bad audio is one UserError naming the file. A system with
-    ``speaker_norm`` encodes every wav with its speaker's statistics over the wavs given
-    (``speaker_stats_of_files``) over ``speaker_files``, by default the wavs of ``items``: give
-    all of a speaker's wavs."""
+    ``speaker_norm`` encodes every wav with its speaker's statistics (``speaker_stats_of_files``)
+    over ``speaker_files`` and the wavs of ``items``: give all of a speaker's wavs."""
     if not items:
         return []
     spec = speaker_norm_spec(checkpoint)

@@ -1,7 +1,8 @@
 """The run's unit system, whichever kind it is: ``load_unit_system`` reads the checkpoint's kind
 and rebuilds the VQ-VAE-2 (``vqvae``) or the VQMIVC (``vqmivc``). Both offer the same inference
-interface (spec, speakers, codebooks, unit_frames, encode_mels / encode_audio / encode_wav,
-encode_source (a conversion source's units),
+interface (spec, speakers, codebooks, unit_frames, speaker_norm, encode_mels / encode_audio / encode_wav,
+encode_source (a conversion source's units; both take a speaker's statistics, which only a
+VQ-VAE-2 with speaker_norm reads),
 decode_units, reconstruct, description, hyperparameters, AUX_DESCRIPTIONS, languages); only the
 VQMIVC embeds reference utterances (``reference_embedding``) for one-shot conversion."""
 from __future__ import annotations

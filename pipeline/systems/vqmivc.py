@@ -100,10 +100,14 @@ class VQMIVCSystem:
         """(2, frames) pitch features of float audio, on the log-mel's frames."""
         return pitch_features(audio, self.spec, self.pitch_range["floor_hz"], self.pitch_range["ceiling_hz"])
 
+    # the content encoder reads the training set's normalisation: it takes no speaker statistics
+    speaker_norm = False
+
     @torch.no_grad()
-    def encode_mels(self, mels: list[np.ndarray]) -> list[ContentUnits]:
+    def encode_mels(self, mels: list[np.ndarray], stats=None) -> list[ContentUnits]:
         """(n_mels, T) log-mels -> content units (without pitch), in order. Inputs of equal
-        padded length share a forward pass (zero padding at the end changes no earlier frame)."""
+        padded length share a forward pass (zero padding at the end changes no earlier frame).
+        ``stats`` (speaker statistics, the VQ-VAE-2's interface) is ignored: no ``speaker_norm``."""
         checked = []
         for mel in mels:
             mel = np.asarray(mel, dtype=np.float32)
@@ -146,8 +150,9 @@ class VQMIVCSystem:
     def encode_wav(self, path: str | os.PathLike) -> ContentUnits:
         return self.encode_audio(read_wav(path, self.spec.sample_rate))
 
-    def encode_source(self, audio: np.ndarray, tract_search: float = 0.0) -> ContentUnits:
-        """The units a conversion decodes (the VQMIVC has no tract search: its ``encode_audio``)."""
+    def encode_source(self, audio: np.ndarray, tract_search: float = 0.0, stats=None) -> ContentUnits:
+        """The units a conversion decodes (the VQMIVC has no tract search and no speaker
+        normalisation: its ``encode_audio``)."""
         return self.encode_audio(audio)
 
     # ------------------------------------------------------------------ voices

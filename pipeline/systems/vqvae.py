@@ -94,7 +94,7 @@ class VQVAE:
     @property
     def speaker_norm(self) -> bool:
         """Whether the encoders read each speaker's own standardised log-mel: encode a speaker's
-        files with that speaker's statistics (``speaker_stats``, ``encoding.encode_wavs``)."""
+        files with that speaker's statistics (``encoding.speaker_stats_of_files``, ``encoding.encode_wavs``)."""
         return bool(self.model.cfg.speaker_norm)
 
     @torch.no_grad()
