@@ -179,3 +179,15 @@ def test_a_speakers_files_are_encoded_with_that_speakers_statistics(vq, tiny_vqv
     # a file encoded on its own is standardised by its own statistics, not its speaker's
     alone = encode_wavs(tiny_vqvae, [(utts[0].key, utts[0].path)], _prequant, progress=False)[0][1]
     assert np.abs(alone - got[utts[0].key]).max() > 1e-2
+    # statistics the caller already has are used as given (zs2020 submit computes them once)
+    given = dict(encode_wavs(tiny_vqvae, [(u.key, u.path) for u in utts], _prequant, progress=False,
+                             stats=[stats[u.speaker] for u in utts]))
+    for utt in utts:
+        np.testing.assert_allclose(given[utt.key], got[utt.key], atol=1e-4)
+    other = dict(encode_wavs(tiny_vqvae, [(u.key, u.path) for u in utts], _prequant, progress=False,
+                             stats=[stats[speakers[0]]] * len(utts)))
+    moved = [u for u in utts if u.speaker != speakers[0]]
+    assert moved and all(np.abs(other[u.key] - got[u.key]).max() > 1e-2 for u in moved)
+    with pytest.raises(ValueError, match="2 speaker statistics for"):
+        encode_wavs(tiny_vqvae, [(u.key, u.path) for u in utts], _prequant, progress=False,
+                    stats=[stats[speakers[0]]] * 2)

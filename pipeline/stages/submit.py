@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from pipeline.contract.dataset import speaker_of
 from pipeline.contract.names import LANGUAGES
 from pipeline.core.config import Config
 from pipeline.core.errors import UserError
@@ -24,7 +25,7 @@ from pipeline.core.layout import RunLayout
 from pipeline.core.stamp import fingerprint, is_up_to_date, read_stamp, write_stamp
 from pipeline.core.threads import pool_size
 from pipeline.stages.options import config_option, overrides_argument, run_config
-from pipeline.systems.converter import Converter, convert_synthesis
+from pipeline.systems.converter import Converter, convert_synthesis, test_speaker_stats
 from pipeline.systems.encoding import encode_wavs
 from pipeline.systems.vocoders import VOCODERS
 from pipeline.systems.unit_systems import load_unit_system
@@ -115,19 +116,25 @@ def _build(out_dir: Path, plans: dict[str, LanguagePlan], layout: RunLayout, con
     hyper = {**system.hyperparameters(), "vocoder": converter.vocoder.hyperparameters()}
     track = track_metadata(section, system.description(converter.vocoder.description), hyper, parallel,
                            system.AUX_DESCRIPTIONS if section.auxiliary else None)
-    counts = {}
+    counts, speaker_stats = {}, {}
     with draft_submission(out_dir, plans, top_metadata(section), track, section.auxiliary) as draft:
         for language, plan in plans.items():
             items = [(name, wav) for wav, name in plan.items]
             workers = pool_size(jobs or section.jobs or None, len(items))
+            stats = None
+            if system.speaker_norm:
+                # one pass: the unit files and the conversion sources of a test speaker read the same statistics
+                speaker_stats[language] = test_speaker_stats(plan.dataset, system.spec, progress=progress,
+                                                             jobs=workers)
+                stats = [speaker_stats[language][speaker_of(Path(wav).stem)] for _, wav in items]
             sink = functools.partial(_write_units, draft.unit_folders(language))
             frames = encode_wavs(layout.vqvae_checkpoint, items, sink, jobs=workers, progress=progress,
-                                 desc=f"units {language}")
+                                 desc=f"units {language}", stats=stats)
             counts[language] = {"units": len(frames), "frames": int(sum(frames))}
         for language, plan in plans.items():
             workers = pool_size(jobs or section.jobs or None, len(plan.synthesis))
             wavs = convert_synthesis(plan.dataset, draft.test_dir(language), converter, progress=progress,
-                                     keep_stamps=False, jobs=workers)
+                                     keep_stamps=False, jobs=workers, speaker_stats=speaker_stats.get(language))
             counts[language]["wavs"] = len(wavs)
     return counts
 

@@ -5,13 +5,14 @@ VQMIVC unit system, the voice of any reference utterance (one-shot conversion)."
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from models.featurespec import FeatureSpec
-from pipeline.contract.dataset import Dataset, SynthesisLine, speaker_key
+from pipeline.contract.dataset import Dataset, SynthesisLine, Utterance, speaker_key
 from pipeline.core.audio import broken_audio, loudness_normalize, read_wav, write_wav
 from pipeline.core.errors import UserError
 from pipeline.core.pool import parallel_map
@@ -149,25 +150,36 @@ def _convert_line(task: tuple[str, str, int, str, tuple | None]) -> str:
     return out
 
 
-def source_speaker_stats(dataset: Dataset, lines: list[SynthesisLine], spec: FeatureSpec, progress: bool = True,
-                         jobs: int = 1) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Source speaker -> log-mel statistics over that speaker's test/ wavs and synthesis sources
-    (for a unit system with ``speaker_norm``)."""
-    wanted = {line.source.speaker for line in lines}
-    utts = {u.path: u for u in dataset.utterances("test", required=False) if u.speaker in wanted}
-    utts.update({line.source.path: line.source for line in lines})
+def test_speaker_stats(dataset: Dataset, spec: FeatureSpec, speakers: set[str] | None = None,
+                       extra: Sequence[Utterance] = (), progress: bool = True,
+                       jobs: int = 1) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Test speaker -> log-mel statistics over all of that speaker's test/ wavs and ``extra``
+    utterances (``speakers``: only these): what a unit system with ``speaker_norm`` encodes a
+    test speaker's unit files and conversion sources with, so both read the same statistics."""
+    utts = {u.path: u for u in dataset.utterances("test", required=False)
+            if speakers is None or u.speaker in speakers}
+    utts.update({u.path: u for u in extra})
     paths = sorted(utts)
     stats = speaker_stats_of_files(paths, spec, jobs, progress)
     return {utts[p].speaker: s for p, s in zip(paths, stats)}
 
 
+def source_speaker_stats(dataset: Dataset, lines: list[SynthesisLine], spec: FeatureSpec, progress: bool = True,
+                         jobs: int = 1) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Source speaker -> log-mel statistics over that speaker's test/ wavs and synthesis sources."""
+    return test_speaker_stats(dataset, spec, {line.source.speaker for line in lines},
+                              [line.source for line in lines], progress, jobs)
+
+
 def convert_synthesis(dataset: Dataset, out_dir: str | os.PathLike, converter: Converter, progress: bool = True,
-                      skip_up_to_date: bool = False, keep_stamps: bool = True, jobs: int = 1) -> list[Path]:
+                      skip_up_to_date: bool = False, keep_stamps: bool = True, jobs: int = 1,
+                      speaker_stats: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> list[Path]:
     """Convert every ``synthesis.txt`` line of a dataset language: one ``<VOICE>_<id>.wav`` each
     (written atomically), in ``jobs`` worker processes (one thread each). Unknown target voices
     are reported before anything is written. With ``skip_up_to_date``, a wav whose stamp
     records the same source and models is kept; ``keep_stamps`` records the stamps (off where
-    the folder must hold only the wavs)."""
+    the folder must hold only the wavs). ``speaker_stats``: the source speakers' statistics when
+    the caller has them (``test_speaker_stats``); None: computed here if the system needs them."""
     lines: list[SynthesisLine] = dataset.synthesis()
     targets = {line.voice: speaker_key(dataset.language, line.voice) for line in lines}
     for target in sorted(set(targets.values())):
@@ -177,7 +189,8 @@ def convert_synthesis(dataset: Dataset, out_dir: str | os.PathLike, converter: C
     stamps = StampBook(out_dir)
     if keep_stamps:
         stamps.save()   # marks the folder as the convert stage's before the first wav (pipeline.core.outputs)
-    stats = source_speaker_stats(dataset, lines, converter.spec, progress, jobs) if converter.speaker_norm else {}
+    stats = speaker_stats if speaker_stats is not None else (
+        source_speaker_stats(dataset, lines, converter.spec, progress, jobs) if converter.speaker_norm else {})
     tasks, fps = [], {}
     for line in lines:
         out = out_dir / line.output_name

@@ -68,21 +68,26 @@ def speaker_norm_spec(checkpoint: str | os.PathLike) -> FeatureSpec | None:
 
 def encode_wavs(checkpoint: str | os.PathLike, items: Sequence[tuple[Any, str | os.PathLike]],
                 sink: Callable[[Any, Units], Any], jobs: int = 1, device: str = "cpu", progress: bool = True,
-                desc: str = "encoding", speaker_files: Sequence[str | os.PathLike] | None = None) -> list[Any]:
+                desc: str = "encoding", speaker_files: Sequence[str | os.PathLike] | None = None,
+                stats: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> list[Any]:
     """``sink(key, units)`` for every ``(key, wav path)``; returns the sinks' results in order.
     ``sink`` runs where the encoding ran (a worker process when ``jobs`` > 1): it writes files or
     returns something small. Bad audio is one UserError naming the file. A system with
     ``speaker_norm`` encodes every wav with its speaker's statistics (``speaker_stats_of_files``)
-    over ``speaker_files`` and the wavs of ``items``: give all of a speaker's wavs."""
+    over ``speaker_files`` and the wavs of ``items``: give all of a speaker's wavs. A caller that
+    already has them gives ``stats``, one (mean, std) per item, and nothing is computed here."""
     if not items:
         return []
-    spec = speaker_norm_spec(checkpoint)
-    stats = [None] * len(items)
+    if stats is not None and len(stats) != len(items):
+        raise ValueError(f"{len(stats)} speaker statistics for {len(items)} wavs")
+    spec = speaker_norm_spec(checkpoint) if stats is None else None
     if spec is not None:
         paths = [str(path) for _, path in items]
         pool = sorted(set(paths) | {str(p) for p in speaker_files or ()})
         by_path = dict(zip(pool, speaker_stats_of_files(pool, spec, jobs, progress)))
         stats = [by_path[p] for p in paths]
+    elif stats is None:
+        stats = [None] * len(items)
     tasks = [(key, str(path), sink, s) for (key, path), s in zip(items, stats)]
     # spawn: this process may already run torch with OpenMP threads, which a fork can deadlock
     return run_batches(_encode_batch, tasks, jobs, batch_size=BATCH_FILES, desc=desc, unit="utt",
