@@ -23,6 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.contract.dataset import Dataset, SynthesisLine, speaker_key  # noqa: E402
+from pipeline.core.audio import read_wav  # noqa: E402
 from pipeline.core.layout import RunLayout  # noqa: E402
 from pipeline.core.pool import parallel_map  # noqa: E402
 from pipeline.evaluation.speech import cer_wer, transcribe  # noqa: E402
@@ -42,7 +43,7 @@ def _line_cers(task: tuple) -> dict[str, float]:
     """One line: voice -> CER of the source converted into it (and the recording's own CER)."""
     source, text, assigned, voices, stats = task
     converter: Converter = _WORKER["converter"]
-    audio = np.asarray(__import__("soundfile").read(source, dtype="float32")[0])
+    audio = read_wav(source, converter.spec.sample_rate)
     cers = {SOURCE: cer_wer(text, transcribe(audio))[0]}
     for voice in [assigned, *voices]:
         cers[voice] = cer_wer(text, transcribe(converter.convert(audio, voice, stats=stats)))[0]
@@ -51,7 +52,7 @@ def _line_cers(task: tuple) -> dict[str, float]:
 
 def voices_by_kind(dataset: Dataset, converter: Converter, synthetic: int) -> tuple[list[str], list[str]]:
     """(real training actors, the first ``synthetic`` synthetic training speakers that are not target voices)."""
-    recorded = set(json.loads((dataset.root / "manifest.json").read_text(encoding="utf-8"))["recorded"]["speakers"])
+    recorded = dataset.recorded_speakers() or set()
     targets = {speaker_key(dataset.language, v) for v in dataset.target_voices()}
     real = [v for v in converter.voices if v in recorded]
     fake = [v for v in converter.voices if v not in recorded and v not in targets][:synthetic]
@@ -63,9 +64,11 @@ def measure_run(run: Path, dataset: Dataset, lines: list[SynthesisLine], synthet
     checkpoint = RunLayout.of(run).vqvae_checkpoint
     converter = Converter(checkpoint, vocoder="griffinlim")
     real, fake = voices_by_kind(dataset, converter, synthetic)
-    stats = source_speaker_stats(dataset, lines, converter.spec, progress=False, jobs=jobs)
+    stats = {}
+    if converter.speaker_norm:
+        stats = source_speaker_stats(dataset, lines, converter.spec, progress=False, jobs=jobs)
     tasks = [(str(line.source.path), dataset.transcript(line.source), speaker_key(dataset.language, line.voice),
-              real + fake, stats[line.source.speaker] if converter.speaker_norm else None) for line in lines]
+              real + fake, stats.get(line.source.speaker)) for line in lines]
     rows = list(parallel_map(_line_cers, tasks, jobs, desc=f"{run}: lines", unit="line",
                              initializer=_load, initargs=(str(checkpoint),), start="spawn"))
     # every voice over all the lines; the assigned voices (V001 on some lines, V002 on the others) as one row

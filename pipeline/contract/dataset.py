@@ -228,14 +228,21 @@ class Dataset:
         official = self.root / "2019" / "ABXTasks" / f"{self.language}.item"
         return official if kind == "excerpt" and official.is_file() else None
 
-    def speaker_kinds(self) -> dict[str, set[str]] | None:
-        """Test speakers by kind, ``{"real": ..., "synthetic": ...}``, for a demo corpus that holds
-        recorded speech (its ROOT/manifest.json lists them under ``recorded.speakers``); None for
-        any other dataset (a real ZeroSpeech dataset is all real speech: nothing to split)."""
+    def recorded_speakers(self) -> set[str] | None:
+        """Every speaker of a demo corpus that holds recorded speech, training and test alike (its
+        ROOT/manifest.json lists them under ``recorded.speakers``); None for any other dataset."""
         try:
             manifest = json.loads((self.root / "manifest.json").read_text(encoding="utf-8"))
-            recorded = set(manifest["recorded"]["speakers"])
+            return set(manifest["recorded"]["speakers"])
         except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def speaker_kinds(self) -> dict[str, set[str]] | None:
+        """Test speakers by kind, ``{"real": ..., "synthetic": ...}``, for a demo corpus that holds
+        recorded speech (``recorded_speakers``); None for any other dataset (a real ZeroSpeech
+        dataset is all real speech: nothing to split)."""
+        recorded = self.recorded_speakers()
+        if recorded is None:
             return None
         tests = {u.speaker for u in self.utterances("test", required=False)}
         return {"real": tests & recorded, "synthetic": tests - recorded}
